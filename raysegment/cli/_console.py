@@ -1,0 +1,25 @@
+"""Console helpers shared by the commands: one rich console, tables from dicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def print_json(data: Any) -> None:
+    """Exactly one JSON document on stdout (no rich markup), for scripts."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
+    out = Table(title=title, title_justify="left")
+    for column in columns:
+        out.add_column(str(column))
+    for row in rows:
+        out.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    return out

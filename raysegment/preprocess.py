@@ -1,0 +1,284 @@
+"""Config-driven preprocessing shared by training, evaluation and bulk inference.
+
+A :class:`PreprocessConfig` is saved inside every checkpoint, so inference prepares a scan exactly
+as training did. It names:
+
+* ``channels``: which channels to feed, by name and in order (``["flair", "t1ce"]``), or all;
+* ``labels``: region name -> raw label values (or ``"nonzero"``); BraTS uses overlapping regions
+  ``{"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}``, so masks are multi-label ``(K, H, W)``;
+* ``steps``: a pipeline of registered transforms (``TRANSFORMS``), each ``{"name": ..., **params}``;
+* ``orientation``: optional axis codes (``"RAS"``) volumes are reoriented to before slicing;
+* ``slice_selection``: which slices of a volume to use for training.
+
+Geometric steps record what they did (a JSON-able list) so :func:`invert_geometry` can put a
+predicted mask back at the original size, and :func:`restore_orientation` back in the original
+voxel order, which is what lets inference write a mask that overlays the input exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from raysegment.errors import ScanReadError
+from raysegment.registry import Registry
+from raysegment.scan import Scan
+
+LabelRule = Union[list[int], Literal["nonzero"]]
+
+
+class PreprocessConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channels: list[str] | None = None
+    labels: dict[str, LabelRule] = Field(default_factory=lambda: {"foreground": "nonzero"})
+    steps: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "scale"}, {"name": "resize", "size": 128}])
+    orientation: str | None = None
+    slice_selection: Literal["all", "foreground", "middle", "balanced"] = "all"
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for step in steps:
+            if "name" not in step:
+                raise ValueError(f"preprocessing step without a name: {step}")
+            TRANSFORMS.get(step["name"])  # KeyError lists the valid names
+        return steps
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.labels)
+
+
+Transform = Callable[..., tuple[np.ndarray, "np.ndarray | None"]]
+TRANSFORMS: Registry[Transform] = Registry("preprocessing step")
+
+
+def _size(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
+
+
+def _interpolate(array: np.ndarray, shape: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize ``(C, H, W)`` to ``shape`` with torch (bilinear for intensities, nearest for labels)."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(array.shape[-2:]) == tuple(shape):
+        return array
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    if mode == "nearest":
+        out = F.interpolate(tensor, size=shape, mode="nearest-exact")
+    else:
+        out = F.interpolate(tensor, size=shape, mode="bilinear", align_corners=False, antialias=True)
+    return out[0].numpy()
+
+
+@TRANSFORMS.register("resize")
+def resize(image, mask, record, size=128):
+    """Resize to ``size`` (int or (H, W)); masks nearest-neighbour."""
+    shape = _size(size)
+    record.append({"op": "resize", "from": list(image.shape[-2:]), "to": list(shape)})
+    return _interpolate(image, shape, "linear"), None if mask is None else _interpolate(mask, shape, "nearest")
+
+
+@TRANSFORMS.register("center_crop")
+def center_crop(image, mask, record, size=128):
+    """Crop (or zero-pad, where the image is smaller) the centre ``size`` region."""
+    h, w = image.shape[-2:]
+    th, tw = _size(size)
+    top, left = (h - th) // 2, (w - tw) // 2
+    record.append({"op": "crop", "from": [h, w], "top": top, "left": left, "to": [th, tw]})
+    return _crop(image, top, left, th, tw), None if mask is None else _crop(mask, top, left, th, tw)
+
+
+def _crop(array: np.ndarray, top: int, left: int, th: int, tw: int) -> np.ndarray:
+    """Window ``[top:top+th, left:left+tw]`` of ``array``; parts outside the array are zero."""
+    h, w = array.shape[-2:]
+    out = np.zeros(array.shape[:-2] + (th, tw), dtype=array.dtype)
+    sy, sx = max(top, 0), max(left, 0)
+    ey, ex = min(top + th, h), min(left + tw, w)
+    if ey > sy and ex > sx:
+        out[..., sy - top : ey - top, sx - left : ex - left] = array[..., sy:ey, sx:ex]
+    return out
+
+
+@TRANSFORMS.register("scale")
+def scale(image, mask, record, mode="minmax"):
+    """Per-channel intensities to [0, 1]: ``minmax`` of the image, or ``dtype`` (divide by 255/65535)."""
+    image = image.astype(np.float32)
+    if mode == "dtype":
+        return image / 255.0 if image.max() <= 255 else image / 65535.0, mask
+    low = image.min(axis=(-2, -1), keepdims=True)
+    high = image.max(axis=(-2, -1), keepdims=True)
+    return (image - low) / np.maximum(high - low, 1e-8), mask
+
+
+@TRANSFORMS.register("percentile_clip")
+def percentile_clip(image, mask, record, low=0.5, high=99.5, rescale=True):
+    """Clip each channel to its ``[low, high]`` percentiles (e.g. 5-95), then optionally to [0, 1]."""
+    image = image.astype(np.float32)
+    lo = np.percentile(image, low, axis=(-2, -1), keepdims=True)
+    hi = np.percentile(image, high, axis=(-2, -1), keepdims=True)
+    image = np.clip(image, lo, hi)
+    return ((image - lo) / np.maximum(hi - lo, 1e-8) if rescale else image), mask
+
+
+@TRANSFORMS.register("zscore")
+def zscore(image, mask, record, region="nonzero"):
+    """Per-channel z-score; statistics inside the brain/foreground (``nonzero`` voxels) or ``all``."""
+    image = image.astype(np.float32)
+    out = np.zeros_like(image)
+    for c in range(image.shape[0]):
+        inside = image[c] != 0 if region == "nonzero" else np.ones(image.shape[1:], bool)
+        if not inside.any():
+            continue
+        values = image[c][inside]
+        out[c] = np.where(inside, (image[c] - values.mean()) / max(float(values.std()), 1e-8), 0.0)
+    return out, mask
+
+
+def map_labels(labels: np.ndarray, rules: dict[str, LabelRule]) -> np.ndarray:
+    """Raw label map ``(*spatial)`` -> multi-label float mask ``(K, *spatial)``, one channel per region."""
+    out = np.zeros((len(rules),) + labels.shape, dtype=np.float32)
+    for k, rule in enumerate(rules.values()):
+        out[k] = labels != 0 if rule == "nonzero" else np.isin(labels, rule)
+    return out
+
+
+def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessConfig):
+    """Run the configured steps on one 2D example.
+
+    Shape:
+        image ``(C, H, W)`` any dtype -> ``(C, h, w)`` float32; mask ``(K, H, W)`` -> ``(K, h, w)``.
+    Returns:
+        (image, mask, geometry record).
+    """
+    record: list[dict] = []
+    image = image.astype(np.float32)
+    for step in config.steps:
+        params = {k: v for k, v in step.items() if k != "name"}
+        image, mask = TRANSFORMS.get(step["name"])(image, mask, record, **params)
+    return image.astype(np.float32), (None if mask is None else mask.astype(np.float32)), record
+
+
+def invert_geometry(array: np.ndarray, record: list[dict], mode: Literal["nearest", "linear"] = "nearest") -> np.ndarray:
+    """Map a model-space ``(K, h, w)`` prediction back to the original ``(K, H, W)`` slice grid."""
+    for op in reversed(record):
+        if op["op"] == "resize":
+            array = _interpolate(array, tuple(op["from"]), mode)
+        elif op["op"] == "crop":
+            h, w = op["from"]
+            array = _crop(array, -op["top"], -op["left"], h, w)
+    return array
+
+
+def stack_channels(scans: list[Scan], channels: list[str], wanted: list[str] | None) -> np.ndarray:
+    """Concatenate the files of one case on the channel axis and pick ``wanted`` channels by name."""
+    first = scans[0]
+    for other in scans[1:]:
+        if other.spatial_shape != first.spatial_shape:
+            raise ScanReadError(other.source, f"shape {other.spatial_shape} differs from {first.source} {first.spatial_shape}")
+    array = np.concatenate([s.array for s in scans], axis=0)
+    if len(channels) != array.shape[0]:
+        raise ScanReadError(first.source, f"manifest names {len(channels)} channels, files hold {array.shape[0]}")
+    if wanted is None:
+        return array
+    missing = [c for c in wanted if c not in channels]
+    if missing:
+        raise ScanReadError(first.source, f"channels {missing} not in this case (has {channels})")
+    return array[[channels.index(c) for c in wanted]]
+
+
+def reorient(array: np.ndarray, affine: np.ndarray, target: str | None):
+    """Reorder/flip the spatial axes of ``(C, I, J, K)`` to ``target`` codes; returns (array, affine, transform)."""
+    import nibabel.orientations as nio
+
+    if target is None:
+        return array, affine, None
+    current = nio.io_orientation(affine)
+    transform = nio.ornt_transform(current, nio.axcodes2ornt(tuple(target)))
+    out = np.stack([nio.apply_orientation(c, transform) for c in array])
+    new_affine = affine @ nio.inv_ornt_aff(transform, array.shape[1:])
+    return out, new_affine, transform.tolist()
+
+
+def restore_orientation(array: np.ndarray, transform: list | None) -> np.ndarray:
+    """Undo :func:`reorient` on a ``(K, I, J, K)`` prediction volume."""
+    import nibabel.orientations as nio
+
+    if transform is None:
+        return array
+    inverse = _invert_ornt(np.asarray(transform, float))
+    return np.stack([nio.apply_orientation(c, inverse) for c in array])
+
+
+def _invert_ornt(transform: np.ndarray) -> np.ndarray:
+    inverse = np.zeros_like(transform)
+    for axis, (target, flip) in enumerate(transform):
+        inverse[int(target)] = [axis, flip]
+    return inverse
+
+
+def iter_examples(row: dict, config: PreprocessConfig, with_mask: bool = True, seed: int = 0) -> Iterator[dict]:
+    """Read one manifest row and yield its preprocessed 2D example(s).
+
+    A volume row yields its selected slices (the volume is read once); a slice row yields one
+    example (cut at ``slice_index`` when its file is a volume).
+
+    Yields:
+        dicts with ``case_id``, ``slice_index``, ``image`` ``(C, h, w)`` float32, ``mask``
+        ``(K, h, w)`` float32 (when the row has one and ``with_mask``), and ``geometry`` (JSON-able).
+    """
+    from raysegment.manifest import select_slices
+    from raysegment.readers import read_mask, read_scan
+
+    uris = list(row["image_uris"])
+    scans = [read_scan(u) for u in uris]
+    image = stack_channels(scans, list(row["channels"]), config.channels)
+    has_mask = with_mask and row.get("mask_uri") is not None and not _isna(row.get("mask_uri"))
+    mask = None
+    if has_mask:
+        labels = read_mask(row["mask_uri"])
+        if labels.spatial_shape != scans[0].spatial_shape:
+            raise ScanReadError(row["mask_uri"], f"mask shape {labels.spatial_shape} differs from image {scans[0].spatial_shape}")
+        mask = map_labels(labels.array[0], config.labels)
+    orientation = None
+    if image.ndim == 4:
+        image, _, orientation = reorient(image, scans[0].affine, config.orientation)
+        if mask is not None:
+            mask, _, _ = reorient(mask, scans[0].affine, config.orientation)
+        if row.get("slice_index") is not None and not _isna(row.get("slice_index")) and row.get("level") == "slice":
+            indices = [int(row["slice_index"])]
+        else:
+            fg = set(np.flatnonzero(mask.any(axis=(0, 1, 2)))) if mask is not None else set()
+            indices = select_slices(image.shape[-1], fg, mask is not None, config.slice_selection, np.random.default_rng(seed))
+        for k in indices:
+            yield _example(row, k, image[..., k], None if mask is None else mask[..., k], config, orientation)
+    else:
+        yield _example(row, row.get("slice_index"), image, mask, config, None)
+
+
+def _example(row, index, image, mask, config, orientation) -> dict:
+    image, mask, record = apply_steps(image, mask, config)
+    out = {
+        "case_id": row["case_id"],
+        "slice_index": -1 if index is None or _isna(index) else int(index),
+        "image": image,
+        "geometry": {"steps": record, "orientation": orientation},
+    }
+    if mask is not None:
+        out["mask"] = mask
+    return out
+
+
+def _isna(value) -> bool:
+    try:
+        return bool(np.isnan(value))
+    except TypeError:
+        return value is None

@@ -1,0 +1,80 @@
+"""Pick the reader for a URI: by file ending, else by content (magic bytes), and read it."""
+
+from __future__ import annotations
+
+import os
+
+from raysegment import storage
+from raysegment.errors import RaySegmentError, ScanReadError
+from raysegment.readers.base import HEAD_BYTES, READERS, Reader, fetch, is_folder
+from raysegment.scan import Scan
+
+
+def read_scan(uri: str, *, format: str | None = None) -> Scan:
+    """Read an image or volume in any registered format.
+
+    Args:
+        uri: local path, ``file://`` or ``s3://`` URI of a file, or of a DICOM series folder.
+        format: a reader name (``"tiff"``, ``"nifti"``, ``"dicom"``, ``"png"``) to skip detection.
+
+    Returns:
+        A :class:`~raysegment.scan.Scan` (channels-first, RAS+ affine, ``source`` = the normalized URI).
+
+    Raises:
+        ScanReadError: the file is missing, empty, corrupt, truncated or in no supported format.
+    """
+    uri = _normalize(uri)
+    reader, data = _resolve(uri, format)
+    return reader.read(uri) if data is None else reader.decode(data, uri)
+
+
+def format_of(uri: str) -> str:
+    """The reader name for ``uri`` (``"tiff" | "nifti" | "dicom" | "png"``), as :func:`read_scan` picks it.
+
+    Only opens the file when its ending says nothing.
+    """
+    return _resolve(_normalize(uri), None)[0].name
+
+
+def _normalize(uri: str) -> str:
+    try:
+        return storage.normalize(uri)
+    except RaySegmentError as exc:
+        raise ScanReadError(str(uri), "unsupported URI scheme (use a local path, file:// or s3://)") from exc
+
+
+def _resolve(uri: str, format: str | None) -> tuple[Reader, bytes | None]:
+    """The reader for ``uri`` and, when detection had to read the file, its bytes (read only once)."""
+    if format is not None:
+        if format not in READERS:
+            raise ScanReadError(uri, f"unknown format {format!r}; valid: {', '.join(READERS.names())}")
+        return READERS.get(format)(), None
+    by_suffix = _by_suffix(uri)
+    if by_suffix is not None:
+        return by_suffix, None
+    if is_folder(uri):
+        for name in READERS:
+            if READERS.get(name).reads_folders:
+                return READERS.get(name)(), None
+        raise ScanReadError(uri, "is a folder, and no format reads folders")
+    data = fetch(uri)
+    head = data[:HEAD_BYTES]
+    matches = [name for name in READERS if READERS.get(name).sniff(head)]
+    if not matches:
+        ending = _ending(uri)
+        what = f"unsupported file ending {ending!r}" if ending else "no file ending"
+        raise ScanReadError(uri, f"{what}, and the content is not {', '.join(READERS.names())}")
+    return READERS.get(matches[0])(), data
+
+
+def _by_suffix(uri: str) -> Reader | None:
+    name = storage.basename(uri).lower()
+    for reader_name in READERS:
+        reader = READERS.get(reader_name)
+        if any(name.endswith(suffix) for suffix in reader.suffixes):
+            return reader()
+    return None
+
+
+def _ending(uri: str) -> str:
+    return os.path.splitext(storage.basename(uri))[1].lower()

@@ -1,0 +1,37 @@
+"""Where Ray runs: an existing cluster (``--address`` or ``RAY_ADDRESS``) or a local instance.
+
+Every command that needs Ray calls :func:`init_ray`, so the same command line works on a laptop
+and, unchanged, on a ``ray up`` cluster or inside a KubeRay job.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
+    """Connect to Ray once per process; a no-op if Ray is already initialised.
+
+    Args:
+        address: ``ray://host:10001``, ``host:6379``, or ``auto``; default ``RAY_ADDRESS`` if set,
+            else a new local instance.
+        num_cpus: CPUs for a new local instance (ignored when joining a cluster).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "RAYSEGMENT_"))}
+    kwargs = dict(
+        address=address,
+        log_to_driver=not quiet,
+        configure_logging=True,
+        logging_level="ERROR" if quiet else "INFO",
+        # Workers must see the same storage endpoint and credentials as the driver.
+        runtime_env={"env_vars": env_vars} if env_vars else None,
+    )
+    if address is None:
+        kwargs["num_cpus"] = num_cpus
+        kwargs["include_dashboard"] = False
+    return ray.init(**kwargs)

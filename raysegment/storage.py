@@ -1,0 +1,323 @@
+"""One URI-based storage API: local paths, ``file://`` and ``s3://``.
+
+Everything in raysegment reads and writes through here. :func:`filesystem` resolves a URI to a
+``pyarrow.fs.FileSystem`` plus a path inside it; the same object goes to ``ray.data.read_parquet``
+and ``ray.train.RunConfig(storage_filesystem=...)``.
+
+Writes are all-or-nothing: locally a temporary file in the target folder is renamed over the
+target; on S3 the object is sent in one ``PutObject`` (or a multipart upload, which only becomes
+visible when it completes), never through an open stream that would publish a partial object if
+the writer died mid-way.
+
+S3-compatible stores (MinIO, Ceph, moto) are reached through ``endpoint_url``, taken from
+:func:`configure` or the ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` environment variables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass, replace
+from typing import Iterator
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from raysegment.errors import StorageError
+
+
+class MissingObjectError(StorageError, FileNotFoundError):
+    """The URI names nothing."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """How to reach object storage.
+
+    Attributes:
+        endpoint_url: S3 endpoint (``http://127.0.0.1:9000`` for MinIO); None for AWS itself.
+        region: bucket region; None lets the SDKs decide.
+        connect_timeout: seconds before an unreachable endpoint counts as down; kept short so a
+            wrong endpoint fails fast instead of hanging a nightly job.
+        request_timeout: seconds for one request.
+        max_attempts: attempts per request; transient errors and throttling are retried with
+            exponential backoff by both SDKs' standard retry strategies.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    connect_timeout: float = 5.0
+    request_timeout: float = 60.0
+    max_attempts: int = 5
+
+
+_default = StorageConfig()
+
+
+def configure(**changes) -> StorageConfig:
+    """Change the process-wide storage defaults (the CLI's ``--s3-endpoint`` lands here)."""
+    global _default
+    _default = replace(_default, **changes)
+    return _default
+
+
+def current_config() -> StorageConfig:
+    """The defaults in force, with the endpoint and region filled in from the environment."""
+    endpoint = _default.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = _default.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return replace(_default, endpoint_url=endpoint or None, region=region or None)
+
+
+def is_s3(uri: str) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def normalize(uri: str | os.PathLike) -> str:
+    """``file://`` URIs and relative paths become absolute local paths; ``s3://`` stays as is.
+
+    Absolute paths matter because Ray tasks may run in another working directory.
+    """
+    uri = os.fspath(uri)
+    if is_s3(uri):
+        return uri.rstrip("/") if uri.count("/") > 3 else uri
+    if uri.startswith("file://"):
+        uri = urlparse(uri).path
+    elif "://" in uri:
+        raise StorageError(f"{uri}: unsupported URI scheme (use a local path, file:// or s3://)")
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts onto a URI with ``/``, whatever the scheme."""
+    base = normalize(base)
+    if is_s3(base):
+        return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+    return os.path.join(base, *parts)
+
+
+def parent(uri: str) -> str:
+    uri = normalize(uri)
+    return uri.rsplit("/", 1)[0] if is_s3(uri) else os.path.dirname(uri)
+
+
+def basename(uri: str) -> str:
+    return posixpath.basename(normalize(uri).rstrip("/"))
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(config: StorageConfig) -> pafs.S3FileSystem:
+    kwargs = dict(
+        region=config.region or "us-east-1",
+        connect_timeout=config.connect_timeout,
+        request_timeout=config.request_timeout,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=config.max_attempts),
+    )
+    if config.endpoint_url:
+        parsed = urlparse(config.endpoint_url if "://" in config.endpoint_url else f"https://{config.endpoint_url}")
+        kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    return pafs.S3FileSystem(**kwargs)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(config: StorageConfig):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=config.endpoint_url,
+        region_name=config.region or "us-east-1",
+        config=Config(
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.request_timeout,
+            retries={"max_attempts": config.max_attempts, "mode": "standard"},
+        ),
+    )
+
+
+def s3_client(config: StorageConfig | None = None):
+    """A boto3 S3 client for what pyarrow lacks (atomic uploads, error codes)."""
+    return _s3_client(config or current_config())
+
+
+def filesystem(uri: str, config: StorageConfig | None = None) -> tuple[pafs.FileSystem, str]:
+    """Resolve a URI to ``(filesystem, path inside it)``."""
+    uri = normalize(uri)
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        return _s3_filesystem(config or current_config()), f"{bucket}/{key}".rstrip("/")
+    return pafs.LocalFileSystem(), uri
+
+
+def _wrap(uri: str, exc: BaseException) -> StorageError:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, FileNotFoundError) or "NoSuchKey" in text or "Path does not exist" in text:
+        return MissingObjectError(f"{uri}: no such file or object")
+    if "NoSuchBucket" in text:
+        return MissingObjectError(f"{uri}: no such bucket")
+    if "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text or "403" in text:
+        return StorageError(f"{uri}: access denied (check the AWS credentials and the bucket policy)")
+    if "curlCode" in text or "Could not connect" in text or "Connect timeout" in text or "EndpointConnectionError" in type(exc).__name__:
+        return StorageError(f"{uri}: storage endpoint unreachable ({text[:200]})")
+    return StorageError(f"{uri}: {text[:300]}")
+
+
+def read_bytes(uri: str) -> bytes:
+    """The whole content of a file or object."""
+    fs, path = filesystem(uri)
+    try:
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, IsADirectoryError) or (not is_s3(uri) and os.path.isdir(path)):
+            raise StorageError(f"{uri}: is a folder, not a file") from exc
+        raise _wrap(uri, exc) from exc
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` to ``uri`` all-or-nothing."""
+    uri = normalize(uri)
+    if is_s3(uri):
+        bucket, key = _split_s3(uri)
+        try:
+            s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        except Exception as exc:  # botocore raises many unrelated types
+            raise _wrap(uri, exc) from exc
+        return
+    with atomic_write(uri) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_write(uri: str) -> Iterator[str]:
+    """Yield a local temporary path to write; it is published at ``uri`` only if the block succeeds.
+
+    Libraries that insist on a filename (nibabel, matplotlib, highdicom) write there.
+    """
+    uri = normalize(uri)
+    suffix = "".join(_suffixes(uri))
+    if is_s3(uri):
+        fd, tmp = tempfile.mkstemp(suffix=suffix)
+    else:
+        os.makedirs(os.path.dirname(uri), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".tmp-", dir=os.path.dirname(uri))
+    os.close(fd)
+    try:
+        yield tmp
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            try:
+                # upload_file uses multipart for large files; an unfinished multipart upload is never visible.
+                s3_client().upload_file(tmp, bucket, key)
+            except Exception as exc:
+                raise _wrap(uri, exc) from exc
+        else:
+            os.replace(tmp, uri)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _suffixes(uri: str) -> list[str]:
+    name = basename(uri)
+    return [s for s in (".nii.gz",) if name.endswith(s)] or ([os.path.splitext(name)[1]] if "." in name else [])
+
+
+@contextlib.contextmanager
+def local_file(uri: str) -> Iterator[str]:
+    """A local path holding the content of ``uri`` (a download for S3, the file itself locally)."""
+    uri = normalize(uri)
+    if not is_s3(uri):
+        if not os.path.exists(uri):
+            raise MissingObjectError(f"{uri}: no such file or object")
+        yield uri
+        return
+    data = read_bytes(uri)
+    fd, tmp = tempfile.mkstemp(suffix="".join(_suffixes(uri)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        yield tmp
+    finally:
+        os.unlink(tmp)
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as exc:
+        raise _wrap(uri, exc) from exc
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    try:
+        return fs.get_file_info(path).type == pafs.FileType.Directory
+    except OSError as exc:
+        raise _wrap(uri, exc) from exc
+
+
+def list_files(uri: str, recursive: bool = True) -> list[str]:
+    """URIs of the files below ``uri``, sorted; hidden temporaries of unfinished writes are left out."""
+    uri = normalize(uri)
+    fs, path = filesystem(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
+    except OSError as exc:
+        raise _wrap(uri, exc) from exc
+    out = []
+    for info in infos:
+        if info.type != pafs.FileType.File or info.base_name.startswith(".tmp-"):
+            continue
+        out.append(f"s3://{info.path}" if is_s3(uri) else info.path)
+    return sorted(out)
+
+
+def list_dirs(uri: str) -> list[str]:
+    """URIs of the immediate sub-folders (or S3 prefixes) of ``uri``, sorted."""
+    uri = normalize(uri)
+    fs, path = filesystem(uri)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    except OSError as exc:
+        raise _wrap(uri, exc) from exc
+    return sorted(f"s3://{i.path}" if is_s3(uri) else i.path for i in infos if i.type == pafs.FileType.Directory)
+
+
+def delete(uri: str) -> None:
+    """Remove a file or object; nothing happens if it is not there."""
+    fs, path = filesystem(uri)
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            fs.delete_file(path)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "does not exist" in str(exc):
+                return
+            raise _wrap(uri, exc) from exc
+
+
+def read_table(uri: str):
+    """Read a Parquet file as a ``pyarrow.Table``."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(read_bytes(uri)))
+
+
+def write_table(uri: str, table, **kwargs) -> None:
+    """Write a ``pyarrow.Table`` as Parquet, all-or-nothing."""
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, **kwargs)
+    write_bytes(uri, buffer.getvalue())
