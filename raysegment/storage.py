@@ -175,7 +175,8 @@ def read_bytes(uri: str) -> bytes:
     """The whole content of a file or object."""
     fs, path = filesystem(uri)
     try:
-        with fs.open_input_stream(path) as stream:
+        # compression=None: pyarrow would otherwise gunzip ".gz" names, and readers want the file's bytes.
+        with fs.open_input_stream(path, compression=None) as stream:
             return stream.read()
     except (OSError, ValueError) as exc:
         if isinstance(exc, IsADirectoryError) or (not is_s3(uri) and os.path.isdir(path)):

@@ -13,7 +13,8 @@ def inspect(
     uri: Annotated[str, typer.Argument(help="Scan file (TIFF, NIfTI, DICOM, PNG) or DICOM series folder; local or s3://.")],
     json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
     format: Annotated[
-        Optional[str], typer.Option(help="Reader to use (tiff, nifti, dicom, png); default: by file ending, else content.")
+        Optional[str],
+        typer.Option(help="Reader to use (tiff, nifti, dicom, png); default: by file ending, else by content."),
     ] = None,
 ) -> None:
     """Show shape, dtype, voxel spacing, orientation, value range and channels of a scan."""

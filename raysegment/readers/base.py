@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from typing import ClassVar, Iterator
+from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 

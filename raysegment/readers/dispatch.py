@@ -53,25 +53,29 @@ def _resolve(uri: str, format: str | None) -> tuple[Reader, bytes | None]:
     if by_suffix is not None:
         return by_suffix, None
     if is_folder(uri):
-        for name in READERS:
-            if READERS.get(name).reads_folders:
-                return READERS.get(name)(), None
+        for reader in _reader_classes():
+            if reader.reads_folders:
+                return reader(), None
         raise ScanReadError(uri, "is a folder, and no format reads folders")
     data = fetch(uri)
     head = data[:HEAD_BYTES]
-    matches = [name for name in READERS if READERS.get(name).sniff(head)]
-    if not matches:
-        ending = _ending(uri)
-        what = f"unsupported file ending {ending!r}" if ending else "no file ending"
-        raise ScanReadError(uri, f"{what}, and the content is not {', '.join(READERS.names())}")
-    return READERS.get(matches[0])(), data
+    # The sniffs exclude one another (a DICOM-TIFF hybrid is DICOM only), so the first match is the match.
+    for reader in _reader_classes():
+        if reader.sniff(head):
+            return reader(), data
+    ending = _ending(uri)
+    what = f"unsupported file ending {ending!r}" if ending else "no file ending"
+    raise ScanReadError(uri, f"{what}, and the content is not {', '.join(READERS.names())}")
+
+
+def _reader_classes() -> list[type[Reader]]:
+    return [READERS.get(name) for name in READERS]
 
 
 def _by_suffix(uri: str) -> Reader | None:
     name = storage.basename(uri).lower()
-    for reader_name in READERS:
-        reader = READERS.get(reader_name)
-        if any(name.endswith(suffix) for suffix in reader.suffixes):
+    for reader in _reader_classes():
+        if name.endswith(reader.suffixes):
             return reader()
     return None
 

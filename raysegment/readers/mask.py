@@ -59,4 +59,7 @@ def _as_integers(labels: np.ndarray, uri: str) -> np.ndarray:
     if labels.size == 0:
         return labels.astype(np.uint8)
     low, high = int(labels.min()), int(labels.max())
-    return labels.astype(np.result_type(np.min_scalar_type(low), np.min_scalar_type(high)))
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
+            return labels.astype(dtype)
+    return labels.astype(np.int64)

@@ -54,6 +54,8 @@ class NiftiReader(Reader):
     def decode(self, data: bytes, uri: str) -> Scan:
         import nibabel as nib
 
+        # storage.read_bytes already inflates names ending in .gz (pyarrow detects the
+        # compression from the name); a gzip stream under another name is inflated here.
         if data.startswith(_GZIP_MAGIC):
             with library_errors(uri, "truncated or corrupt gzip stream"):
                 data = gzip.decompress(data)
@@ -77,7 +79,7 @@ class NiftiReader(Reader):
             spacing=tuple(float(z) for z in header.get_zooms()[: array.ndim - 1]),
             affine=image.affine,
             source=uri,
-            metadata=_geometry_metadata(header, version),
+            metadata=_geometry_metadata(header, version, image.dataobj),
         )
 
 
@@ -92,14 +94,14 @@ def _channels_first(voxels: np.ndarray, header, uri: str) -> tuple[np.ndarray, t
         if voxels.ndim > 3:
             raise ScanReadError(uri, f"RGB NIfTI with shape {voxels.shape} is not supported")
         return np.stack([voxels[n] for n in voxels.dtype.names]), tuple(n.upper() for n in voxels.dtype.names)
-    if voxels.ndim <= 3:
+    if voxels.ndim in (2, 3):
         return voxels[None], ("gray",)
     if voxels.ndim == 5 and voxels.shape[3] == 1:
         voxels, prefix = voxels[:, :, :, 0, :], "c"
     elif voxels.ndim == 4:
         prefix = "t"
     else:
-        raise ScanReadError(uri, f"NIfTI with shape {voxels.shape} is not supported (at most 3 spatial axes + channels)")
+        raise ScanReadError(uri, f"NIfTI with shape {voxels.shape} is not supported (2 or 3 spatial axes, then channels)")
     count = voxels.shape[-1]
     # intent_name (16 bytes) may list the channels, e.g. "flair,t1,t1ce,t2".
     named = [n.strip() for n in header.get_intent()[2].split(",") if n.strip()]
@@ -107,26 +109,25 @@ def _channels_first(voxels: np.ndarray, header, uri: str) -> tuple[np.ndarray, t
     return np.ascontiguousarray(np.moveaxis(voxels, -1, 0)), names
 
 
-def _geometry_metadata(header, version: int) -> dict:
-    """What a writer needs to reproduce the header's geometry; no free-text fields."""
-    qform, qform_code = header.get_qform(coded=True)
-    sform, sform_code = header.get_sform(coded=True)
+def _geometry_metadata(header, version: int, proxy) -> dict:
+    """What a writer needs to reproduce the header's geometry and storage; no free-text fields.
+
+    ``proxy`` is the image's ArrayProxy: nibabel moves ``scl_slope``/``scl_inter`` there on load.
+    """
     xyz_units, t_units = header.get_xyzt_units()
-    slope, inter = header.get_slope_inter()
     metadata = {
         "format": "nifti",
         "nifti_version": version,
-        "qform_code": int(qform_code),
-        "sform_code": int(sform_code),
+        # Both matrices, even when their code is 0 (unused): with the codes they rebuild the header.
+        "qform_code": int(header["qform_code"]),
+        "sform_code": int(header["sform_code"]),
+        "qform": np.asarray(header.get_qform(), dtype=float).tolist(),
+        "sform": np.asarray(header.get_sform(), dtype=float).tolist(),
         "xyz_units": xyz_units,
         "t_units": t_units,
         "zooms": [float(z) for z in header.get_zooms()],
         "dtype_on_disk": str(header.get_data_dtype()),
     }
-    if qform is not None:
-        metadata["qform"] = np.asarray(qform, dtype=float).tolist()
-    if sform is not None:
-        metadata["sform"] = np.asarray(sform, dtype=float).tolist()
-    if slope is not None:
-        metadata["scl_slope"], metadata["scl_inter"] = float(slope), float(inter or 0.0)
+    if (proxy.slope, proxy.inter) != (1.0, 0.0):
+        metadata["scl_slope"], metadata["scl_inter"] = float(proxy.slope), float(proxy.inter)
     return metadata

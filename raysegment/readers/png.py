@@ -46,7 +46,11 @@ class PngReader(Reader):
             spacing=(1.0, 1.0),
             affine=affine_2d(),
             source=uri,
-            metadata={"format": "png", "bit_depth": int(bit_depth), "color_type": _COLOR_TYPES.get(color_type, str(color_type))},
+            metadata={
+                "format": "png",
+                "bit_depth": int(bit_depth),
+                "color_type": _COLOR_TYPES.get(color_type, str(color_type)),
+            },
         )
 
 
