@@ -1,0 +1,53 @@
+"""The classic U-Net (Ronneberger et al. 2015) with BatchNorm and same-padding convolutions.
+
+Each level is a :class:`~raysegment.models.blocks.DoubleConv`; the encoder halves the resolution
+with 2x2 max pooling, the decoder doubles it with a 2x2 transposed convolution and concatenates the
+encoder feature of the same level (skip connection). This is also the layout of the best public
+LGG model (mateuszbuda/brain-segmentation-pytorch, ``base_channels=32``).
+
+Sizes with 3 input channels and 1 class: 31,037,633 parameters at the defaults (the published
+~31.0M), 7,763,041 at ``base_channels=32`` (the 7.76M U-Net of the U-Net++ paper).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from raysegment.models.blocks import DoubleConv, check_input_size, up_conv, widths
+from raysegment.models.factory import MODELS
+
+
+@MODELS.register("unet")
+class UNet(nn.Module):
+    """Classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, transposed-conv up.
+
+    ``depth`` down-samplings, ``base_channels * 2**level`` channels at each level.
+
+    Shape:
+        input ``(N, in_channels, H, W)`` with H and W divisible by ``2**depth``;
+        output ``(N, classes, H, W)`` logits.
+    """
+
+    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 64, depth: int = 4):
+        super().__init__()
+        chs = widths(base_channels, depth)
+        self.depth = depth
+        self.encoder = nn.ModuleList([DoubleConv(in_channels, chs[0])])
+        self.encoder.extend(DoubleConv(chs[level - 1], chs[level]) for level in range(1, depth + 1))
+        self.pool = nn.MaxPool2d(2)
+        # decoder modules are stored deepest first, the order in which forward uses them
+        self.up = nn.ModuleList(up_conv(chs[level + 1], chs[level]) for level in reversed(range(depth)))
+        self.decoder = nn.ModuleList(DoubleConv(2 * chs[level], chs[level]) for level in reversed(range(depth)))
+        self.head = nn.Conv2d(chs[0], classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, 2**self.depth, "unet")
+        skips = []
+        for level, block in enumerate(self.encoder):
+            x = block(self.pool(x) if level else x)
+            skips.append(x)
+        x = skips.pop()
+        for up, block in zip(self.up, self.decoder):
+            x = block(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)

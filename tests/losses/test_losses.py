@@ -1,0 +1,142 @@
+"""Losses by name and in combination, checked against hand computations and torch/torchvision."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+from raysegment.errors import ConfigError
+from raysegment.losses import DeepSupervisionLoss, WeightedSum, create_loss, list_losses
+from raysegment.models import create_model
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.6).float()
+    return logits, target
+
+
+def soft_counts(logits, target, dims):
+    p = torch.sigmoid(logits)
+    return (p * target).sum(dims), (p * (1 - target)).sum(dims), ((1 - p) * target).sum(dims)
+
+
+def test_registered_names():
+    assert list_losses() == ["bce", "bce_dice", "dice", "focal", "jaccard", "tversky"]
+
+
+def test_dice_against_hand_computation(batch):
+    logits, target = batch
+    tp, fp, fn = soft_counts(logits, target, dims=(0, 1, 2, 3))  # binary mode pools the batch
+    expected = 1 - 2 * tp / (2 * tp + fp + fn)
+    torch.testing.assert_close(create_loss("dice")(logits, target), expected)
+
+
+def test_dice_of_a_perfect_prediction_is_zero(batch):
+    _, target = batch
+    assert create_loss("dice")(40 * (2 * target - 1), target) < 1e-6
+
+
+def test_jaccard_against_hand_computation(batch):
+    logits, target = batch
+    tp, fp, fn = soft_counts(logits, target, dims=(0, 1, 2, 3))
+    torch.testing.assert_close(create_loss("jaccard")(logits, target), 1 - tp / (tp + fp + fn))
+
+
+def test_tversky_weights_false_positives_and_negatives(batch):
+    logits, target = batch
+    tp, fp, fn = soft_counts(logits, target, dims=(0, 1, 2, 3))
+    loss = create_loss("tversky", alpha=0.3, beta=0.7)(logits, target)
+    torch.testing.assert_close(loss, 1 - tp / (tp + 0.3 * fp + 0.7 * fn))
+    torch.testing.assert_close(create_loss("tversky")(logits, target), create_loss("dice")(logits, target))
+
+
+def test_bce_equals_torch(batch):
+    logits, target = batch
+    torch.testing.assert_close(create_loss("bce")(logits, target), F.binary_cross_entropy_with_logits(logits, target))
+    weighted = create_loss("bce", pos_weight=3.0)(logits, target)
+    torch.testing.assert_close(weighted, F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(3.0)))
+
+
+def test_focal_equals_torchvision(batch):
+    logits, target = batch
+    expected = sigmoid_focal_loss(logits, target, alpha=-1, gamma=2.0, reduction="mean")  # alpha < 0: no class weight
+    torch.testing.assert_close(create_loss("focal")(logits, target), expected)
+
+
+def test_bce_dice_is_the_weighted_sum(batch):
+    logits, target = batch
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    dice = create_loss("dice")(logits, target)
+    torch.testing.assert_close(create_loss("bce_dice", bce_weight=0.3, dice_weight=2.0)(logits, target), 0.3 * bce + 2.0 * dice)
+    torch.testing.assert_close(create_loss("bce_dice")(logits, target), 0.5 * bce + 0.5 * dice)
+
+
+def test_dict_and_list_specs_are_weighted_sums(batch):
+    logits, target = batch
+    combo = create_loss({"bce": 0.25, "jaccard": 0.75})
+    assert isinstance(combo, WeightedSum)
+    expected = 0.25 * create_loss("bce")(logits, target) + 0.75 * create_loss("jaccard")(logits, target)
+    torch.testing.assert_close(combo(logits, target), expected)
+    listed = create_loss([{"name": "tversky", "weight": 2.0, "params": {"alpha": 0.1, "beta": 0.9}}, {"name": "focal"}])
+    expected = 2.0 * create_loss("tversky", alpha=0.1, beta=0.9)(logits, target) + create_loss("focal")(logits, target)
+    torch.testing.assert_close(listed(logits, target), expected)
+
+
+def test_multilabel_averages_independent_channels():
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 3, 8, 8), (torch.rand(2, 3, 8, 8) > 0.5).float()
+    per_channel = [create_loss("dice")(logits[:, k : k + 1], target[:, k : k + 1]) for k in range(3)]
+    torch.testing.assert_close(create_loss("dice", mode="multilabel")(logits, target), torch.stack(per_channel).mean())
+    bce = create_loss("bce_dice", mode="multilabel")(logits, target)
+    assert bce.ndim == 0 and torch.isfinite(bce)
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(KeyError, match="unknown loss 'dise'; valid: bce, bce_dice, dice"):
+        create_loss("dise")
+    with pytest.raises(KeyError, match="unknown loss 'lovasz'"):
+        create_loss({"bce": 1.0, "lovasz": 1.0})
+
+
+@pytest.mark.parametrize(
+    "spec,kwargs,match",
+    [
+        ("tversky", {"alpah": 0.3}, r"no parameter\(s\) \['alpah'\]; valid: alpha, beta"),
+        ({"bce": 1.0}, {"smooth": 1.0}, "parameters go in the list form"),
+        ([{"name": "dice", "wieght": 2}], {}, "may have only 'weight' and 'params'"),
+        ([], {}, "no terms"),
+        (3, {}, "must be a name"),
+    ],
+)
+def test_bad_specs(spec, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        create_loss(spec, **kwargs)
+
+
+def test_unknown_mode():
+    with pytest.raises(ConfigError, match="'multiclass' is not one of binary, multilabel"):
+        create_loss("dice", mode="multiclass")
+
+
+def test_deep_supervision_averages_outputs(batch):
+    logits, target = batch
+    loss = create_loss("bce_dice")
+    wrapped = DeepSupervisionLoss(loss)
+    outputs = [logits, logits * 2, logits - 1]
+    expected = torch.stack([loss(o, target) for o in outputs]).mean()
+    torch.testing.assert_close(wrapped(outputs, target), expected)
+    torch.testing.assert_close(wrapped(logits, target), loss(logits, target))
+
+
+def test_deep_supervision_trains_unetpp():
+    model = create_model("unetpp", base_channels=4, depth=2, deep_supervision=True).train()
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, :, 4:12, 4:12] = 1
+    loss = DeepSupervisionLoss(create_loss("bce_dice"))(model(torch.randn(2, 3, 16, 16)), target)
+    loss.backward()
+    assert all(head.weight.grad is not None for head in model.heads)
