@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
     """Connect to Ray once per process; a no-op if Ray is already initialised.
@@ -22,13 +24,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if ray.is_initialized():
         return ray.get_runtime_context()
     address = address or os.environ.get("RAY_ADDRESS") or None
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "RAYSEGMENT_"))}
+    # Workers must reach the same storage endpoint as the driver. Credentials are not forwarded:
+    # a runtime env is shown on the dashboard, and cluster nodes get theirs from an IAM role.
+    env_vars = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("RAYSEGMENT_")}
     kwargs = dict(
         address=address,
         log_to_driver=not quiet,
         configure_logging=True,
         logging_level="ERROR" if quiet else "INFO",
-        # Workers must see the same storage endpoint and credentials as the driver.
         runtime_env={"env_vars": env_vars} if env_vars else None,
     )
     if address is None:

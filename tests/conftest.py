@@ -9,8 +9,12 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray instance for the whole session: each start costs seconds."""
+def ray_session(s3_server):
+    """One local Ray instance for the whole session: each start costs seconds.
+
+    It depends on the S3 server so that the server's endpoint and credentials are in the
+    environment before Ray starts, and every Ray worker inherits them.
+    """
     import ray
 
     from raysegment.runtime import init_ray
