@@ -1,0 +1,96 @@
+"""Peak memory of ``raysegment infer`` for N and 10N cases: streaming should keep it flat.
+
+Samples, every 0.2 s while a run is going, the proportional set size (PSS) summed over the driver
+and every process of the local Ray instance it started (GCS, raylet with its object store, workers,
+actors): shared pages count once, so the sum is the memory the run really holds. Reports each
+run's peak. Prints one JSON line.
+
+    python benchmarks/infer_memory.py --patients 2 --slices 5      # 10 and 100 LGG cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+
+from infer_throughput import (
+    prepare,  # same sample data and checkpoint as the throughput benchmark
+)
+
+MB = 1024 * 1024
+
+
+class PeakSampler:
+    """Background thread recording the peak total PSS of this process and its descendants."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _tree_pss())
+
+
+def _tree_pss() -> int:
+    """PSS bytes of this process and every descendant (the local Ray instance init_ray started), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += sum(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+        except OSError:
+            continue  # the process ended between the listing and the read
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=2, help="LGG patients of the 1x run; the 10x run has 10x as many")
+    parser.add_argument("--slices", type=int, default=5, help="slices per patient")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+
+    from raysegment.infer import InferConfig, run_inference
+    from raysegment.runtime import init_ray
+
+    init_ray()
+    report = {"benchmark": "infer_memory", "size": args.size, "batch_size": args.batch_size}
+    with tempfile.TemporaryDirectory() as root:
+        for scale in (1, 10):
+            manifest, model = prepare(os.path.join(root, f"x{scale}"), "lgg", args.patients * scale, args.size, args.slices)
+            config = InferConfig(model=model, manifest=manifest, out=os.path.join(root, f"out{scale}"), batch_size=args.batch_size)
+            with PeakSampler() as sampler:
+                result = run_inference(config)
+            report[f"x{scale}"] = {"cases": result.cases, "slices": result.slices, "peak_pss_mb": round(sampler.peak / MB, 1)}
+    report["peak_ratio_10x_to_1x"] = round(report["x10"]["peak_pss_mb"] / report["x1"]["peak_pss_mb"], 3)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""``raysegment infer``: segment every case of a manifest with a checkpoint, on Ray Data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from raysegment.cli._console import console, print_json, table
+
+_SHOWN_ERRORS = 20
+
+
+def infer(
+    model: Annotated[str | None, typer.Option(help="Checkpoint directory (local or s3://).")] = None,
+    manifest: Annotated[str | None, typer.Option(help="Parquet manifest of the cases to segment.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output root for masks, records, metrics.parquet, errors.parquet, run.json.")] = None,
+    config: Annotated[str | None, typer.Option(help="YAML file of InferConfig fields; options given here override it.")] = None,
+    date: Annotated[str | None, typer.Option(help="YYYY-MM-DD filling {date} in the URIs (default: today, UTC).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Predictor actors, each loading the model once.")] = None,
+    gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per predictor actor (0: CPU).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Slices per forward pass.")] = None,
+    format: Annotated[str | None, typer.Option(help="Mask format: auto (the input's), nifti, tiff, png or dicom-seg.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo cases already complete in --out.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N cases of the manifest.")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Probability above which a voxel is foreground.")] = None,
+    largest_component: Annotated[bool, typer.Option("--largest-component", help="Keep each class's largest connected component.")] = False,
+    save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write per-class probability maps.")] = False,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address; default RAY_ADDRESS or a local instance.")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print run.json instead of the progress bar and tables.")] = False,
+) -> None:
+    """Segment every case of a manifest; re-running with the same --out skips completed cases.
+
+    Exit code 0 when all cases are done, 3 when some failed (OUT/errors.parquet lists them), 2 for a bad checkpoint, manifest, config or storage endpoint.
+    """
+    from raysegment.infer import InferConfig, run_inference
+
+    settings = InferConfig.load(
+        config, date=date, model=model, manifest=manifest, out=out, workers=workers, gpus_per_worker=gpus_per_worker,
+        batch_size=batch_size, format=format, overwrite=overwrite or None, limit=limit, threshold=threshold,
+        largest_component=largest_component or None, save_probabilities=save_probabilities or None, address=address,
+    )
+    if json:
+        result = run_inference(settings)
+        print_json(result.run)
+        raise typer.Exit(result.exit_code)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("segmenting", total=None)
+
+        def advance(row: dict, total: int) -> None:
+            progress.update(task, total=total, advance=1, description=f"{row['status']:>7} {row['case_id']}")
+
+        result = run_inference(settings, on_case=advance)
+    rows = [("cases", result.cases), ("done", result.done), ("skipped", result.skipped), ("failed", result.failed),
+            ("slices", result.slices), ("slices/s", round(result.slices_per_second, 2)), ("output", settings.out)]
+    console.print(table(f"raysegment infer: {settings.model}", ("", "value"), rows), soft_wrap=True)
+    for error in result.errors.head(_SHOWN_ERRORS).itertuples():
+        console.print(f"[red]failed[/] {error.case_id} ({error.stage}): {error.error}", highlight=False, soft_wrap=True)
+    if result.failed > _SHOWN_ERRORS:
+        console.print(f"... and {result.failed - _SHOWN_ERRORS} more in {settings.out}/errors.parquet")
+    raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("infer")(infer)

@@ -1,0 +1,100 @@
+"""The typed configuration of one bulk-inference run, loadable from YAML and overridable from the CLI.
+
+URIs may hold a ``{date}`` placeholder (``s3://archive/manifests/date={date}/manifest.parquet``),
+filled by :meth:`InferConfig.for_date`; the nightly job passes ``--date YYYY-MM-DD`` and the
+default is today in UTC.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from raysegment import storage
+from raysegment.errors import ConfigError
+
+OutputFormat = Literal["auto", "nifti", "tiff", "png", "dicom-seg"]
+_DATED_FIELDS = ("model", "manifest", "out")
+
+
+class InferConfig(BaseModel):
+    """One inference run.
+
+    Attributes:
+        model: checkpoint directory (``raysegment.models`` format).
+        manifest: Parquet manifest of the cases to segment.
+        out: output root: ``masks/``, ``records/``, ``metrics.parquet``, ``errors.parquet``, ``run.json``.
+        workers: predictor actors, each loading the model once.
+        gpus_per_worker: GPUs per predictor actor (0 runs on CPU).
+        batch_size: slices per forward pass.
+        format: mask format; ``auto`` writes the input's format (NIfTI for DICOM input).
+        overwrite: redo cases that are already complete in ``out``.
+        limit: only the first ``limit`` cases of the manifest.
+        threshold: probability above which a voxel is foreground.
+        largest_component: keep only the largest connected component per class (3D for volumes).
+        save_probabilities: also write the per-class probability map of each case.
+        address: Ray cluster to join; default ``RAY_ADDRESS`` or a local instance.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    manifest: str
+    out: str
+    workers: int = Field(1, ge=1)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    batch_size: int = Field(16, ge=1)
+    format: OutputFormat = "auto"
+    overwrite: bool = False
+    limit: int | None = Field(None, ge=1)
+    threshold: float = Field(0.5, gt=0, lt=1)
+    largest_component: bool = False
+    save_probabilities: bool = False
+    address: str | None = None
+
+    @classmethod
+    def load(cls, uri: str | None = None, *, date: str | None = None, **overrides: Any) -> InferConfig:
+        """Build a config from an optional YAML file plus CLI overrides (None means "not given").
+
+        Args:
+            uri: YAML file (local or s3://) with the fields above.
+            date: ``YYYY-MM-DD`` for the ``{date}`` placeholders; default today (UTC).
+            **overrides: field values that replace the file's.
+
+        Raises:
+            ConfigError: unreadable YAML, unknown or invalid fields, or a bad date.
+        """
+        import yaml
+
+        data: dict[str, Any] = {}
+        if uri is not None:
+            try:
+                data = yaml.safe_load(storage.read_bytes(uri)) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{uri}: not valid YAML ({' '.join(str(exc).split())})") from exc
+            if not isinstance(data, dict):
+                raise ConfigError(f"{uri}: expected a mapping of config fields, got {type(data).__name__}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            config = cls(**data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{uri or 'infer config'}: {problems}") from None
+        return config.for_date(date)
+
+    def for_date(self, date: str | None = None) -> InferConfig:
+        """The config with ``{date}`` in its URIs replaced by ``date`` (default: today, UTC)."""
+        return self.model_copy(update={f: fill_date(getattr(self, f), date) for f in _DATED_FIELDS})
+
+
+def fill_date(uri: str, date: str | None = None) -> str:
+    """``uri`` with every ``{date}`` replaced by ``date`` (``YYYY-MM-DD``; default today, UTC)."""
+    if date is None:
+        date = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        raise ConfigError(f"--date {date!r}: expected YYYY-MM-DD") from None
+    return uri.replace("{date}", date)

@@ -1,0 +1,70 @@
+"""What every stage of an inference run needs, resolved once on the driver from config + checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from raysegment.infer.config import InferConfig
+from raysegment.preprocess import PreprocessConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Small and picklable: it travels to every Ray task and actor.
+
+    Attributes:
+        out: output root URI.
+        model_uri: checkpoint directory.
+        model_id: ``<model name>-<12 hex digits of model.json's SHA-256>``; records of another
+            model do not count as done.
+        preprocess: the checkpoint's PreprocessConfig as a dict.
+        in_channels: channels the model takes.
+        class_names: one name per model output channel.
+        format: requested output format (``auto`` resolves per case).
+        threshold, largest_component, save_probabilities, overwrite, batch_size: from the config.
+    """
+
+    out: str
+    model_uri: str
+    model_id: str
+    preprocess: dict[str, Any]
+    in_channels: int
+    class_names: tuple[str, ...]
+    format: str
+    threshold: float
+    largest_component: bool
+    save_probabilities: bool
+    overwrite: bool
+    batch_size: int
+
+    @classmethod
+    def build(cls, config: InferConfig, metadata: dict[str, Any]) -> Plan:
+        """Combine a run's config with its checkpoint's ``model.json`` (as ``read_metadata`` returns it)."""
+        spec = metadata["model"]
+        preprocess = PreprocessConfig(**metadata.get("preprocess", {}))
+        class_names = metadata.get("class_names") or preprocess.class_names
+        if len(class_names) != int(spec.get("classes", 1)):
+            class_names = [f"class{k}" for k in range(int(spec.get("classes", 1)))]
+        digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:12]
+        return cls(
+            out=config.out,
+            model_uri=config.model,
+            model_id=f"{spec['name']}-{digest}",
+            # Inference segments every slice, whatever subset training sampled.
+            preprocess=preprocess.model_copy(update={"slice_selection": "all"}).model_dump(),
+            in_channels=int(spec.get("in_channels", 3)),
+            class_names=tuple(class_names),
+            format=config.format,
+            threshold=config.threshold,
+            largest_component=config.largest_component,
+            save_probabilities=config.save_probabilities,
+            overwrite=config.overwrite,
+            batch_size=config.batch_size,
+        )
+
+    @property
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig(**self.preprocess)

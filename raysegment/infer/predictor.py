@@ -1,0 +1,98 @@
+"""The model stage: a pool of actors that each load the checkpoint once and segment case rows.
+
+Follows Ray's ``torch_image_batch_trained`` example: ``__init__`` loads the model, ``__call__``
+takes a batch ``dict[str, np.ndarray]`` and runs under ``torch.inference_mode``. A batch holds
+whole cases; their slices are run ``batch_size`` at a time, so the forward-pass size is the same
+for 2D slice cases and for volumes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from raysegment.infer.plan import Plan
+
+
+class Predictor:
+    """Callable class for ``Dataset.map_batches(Predictor, concurrency=workers, num_gpus=...)``.
+
+    Args:
+        plan: the run's plan (checkpoint URI, batch size).
+    """
+
+    def __init__(self, plan: Plan):
+        import torch
+
+        from raysegment.models import load_model
+
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, _ = load_model(plan.model_uri, map_location=self.device)
+        self.batch_size = plan.batch_size
+        self.classes = len(plan.class_names)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Add ``prob`` ``(S, K, h, w)`` float32 sigmoid probabilities and ``predict_seconds`` per case.
+
+        Rows that are not ``ok`` pass through with an empty ``prob``; a case whose forward pass
+        fails becomes ``failed`` at stage ``predict`` without taking the other cases down.
+        """
+        n = len(batch["case_id"])
+        status, stage, error = list(batch["status"]), list(batch["stage"]), list(batch["error"])
+        probs = [np.zeros((0, self.classes, 1, 1), np.float32) for _ in range(n)]
+        seconds = np.zeros(n, np.float64)
+        pending = [i for i in range(n) if status[i] == "ok"]
+        by_shape: dict[tuple, list[int]] = {}
+        for i in pending:
+            by_shape.setdefault(tuple(batch["image"][i].shape[1:]), []).append(i)
+        for group in by_shape.values():
+            try:
+                self._run_group(group, batch["image"], probs, seconds)
+            except Exception:  # noqa: BLE001 - retried case by case below
+                for i in group:  # find the case(s) that broke the shared pass; the rest still succeed
+                    try:
+                        self._run_group([i], batch["image"], probs, seconds)
+                    except Exception as exc:  # noqa: BLE001 - recorded as this case's error
+                        status[i], stage[i] = "failed", "predict"
+                        error[i] = f"case {batch['case_id'][i]}: model failed on its slices ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+        out = {k: v for k, v in batch.items() if k != "image"}
+        out.update(status=np.array(status), stage=np.array(stage), error=np.array(error),
+                   prob=_ragged(probs), predict_seconds=seconds)
+        return out
+
+    def _run_group(self, cases: list[int], images, probs: list[np.ndarray], seconds: np.ndarray) -> None:
+        """One concatenated stream of the slices of ``cases``, cut into forward passes of ``batch_size``."""
+        import torch
+
+        stack = np.concatenate([images[i] for i in cases]) if len(cases) > 1 else images[cases[0]]
+        outputs = []
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for first in range(0, len(stack), self.batch_size):
+                chunk = stack[first : first + self.batch_size]
+                count = len(chunk)
+                if count < self.batch_size:
+                    # Every pass has the same size, so a slice's result does not depend on how cases
+                    # were grouped (CPU kernels take other paths for other batch sizes): a resumed run
+                    # writes bit-identical masks.
+                    chunk = np.concatenate([chunk, np.zeros((self.batch_size - count, *chunk.shape[1:]), chunk.dtype)])
+                logits = self.model(torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device))
+                outputs.append(torch.sigmoid(logits[:count].float()).cpu().numpy())
+        elapsed = time.perf_counter() - start
+        prob = np.concatenate(outputs)
+        offset = 0
+        for i in cases:
+            count = len(images[i])
+            probs[i] = prob[offset : offset + count]
+            seconds[i] = elapsed * count / len(stack)  # each case's share of the shared passes
+            offset += count
+
+
+def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """A column of differently shaped arrays (Ray Data stores it as a variable-shaped tensor)."""
+    column = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):  # slice assignment would broadcast equally shaped arrays
+        column[i] = array
+    return column

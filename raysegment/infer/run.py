@@ -1,0 +1,204 @@
+"""``run_inference(config)``: the Ray Data pipeline from a manifest to masks, metrics and a run summary.
+
+    manifest rows -> map(decode_case) -> map_batches(Predictor, actor pool) -> map(write_case)
+
+Rows are whole cases and the pipeline streams: the driver only ever holds the small per-case result
+rows, and Ray Data's backpressure bounds the scans in flight, however long the manifest. Every case
+of the manifest ends as exactly one ``done``/``skipped`` record or one ``errors.parquet`` row.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from raysegment import storage
+from raysegment.infer.config import InferConfig
+from raysegment.infer.decode import decode_case
+from raysegment.infer.plan import Plan
+from raysegment.infer.predictor import Predictor
+from raysegment.infer.write import write_case
+
+_MANIFEST_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "format"]
+ERROR_COLUMNS = ["case_id", "stage", "error"]
+EXIT_OK, EXIT_SOME_FAILED = 0, 3
+_IO_TASK_CPUS = 0.5
+
+
+@dataclass
+class InferenceResult:
+    """What a run did.
+
+    Attributes:
+        cases: cases in the (limited) manifest.
+        done, skipped, failed: how they ended; ``done + skipped + failed == cases``.
+        slices: slices segmented in this run (skipped cases excluded).
+        seconds: wall time of the pipeline.
+        metrics: one row per case and class (``metrics.parquet``).
+        errors: one row per failed case (``errors.parquet``).
+        run: the ``run.json`` document.
+    """
+
+    cases: int
+    done: int
+    skipped: int
+    failed: int
+    slices: int
+    seconds: float
+    metrics: pd.DataFrame
+    errors: pd.DataFrame
+    run: dict[str, Any]
+
+    @property
+    def slices_per_second(self) -> float:
+        return self.slices / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every case is done or skipped, 3 when some failed."""
+        return EXIT_SOME_FAILED if self.failed else EXIT_OK
+
+
+def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], None] | None = None) -> InferenceResult:
+    """Segment every case of ``config.manifest`` with ``config.model`` into ``config.out``.
+
+    The checkpoint and the manifest are read on the driver first, so a wrong URI, bad credentials
+    or an unreachable endpoint fail in seconds with one line, before Ray starts.
+
+    Args:
+        config: the run.
+        on_case: called on the driver with each finished case's result row and the number of
+            cases in the run (progress display).
+
+    Raises:
+        RaySegmentError: unreadable checkpoint or manifest (per-case problems never raise).
+    """
+    import ray
+
+    from raysegment.manifest import read_manifest
+    from raysegment.models import read_metadata
+    from raysegment.runtime import init_ray
+
+    started = _now()
+    plan = Plan.build(config, read_metadata(config.model))
+    manifest = read_manifest(config.manifest)
+    if config.limit is not None:
+        manifest = manifest.head(config.limit)
+    init_ray(config.address)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI draws one progress bar per case instead
+    context.print_on_execution_start = False
+
+    clock = time.perf_counter()
+    results = []
+    for row in _pipeline(config, plan, manifest).iter_rows():
+        results.append(row)
+        if on_case is not None:
+            on_case(row, len(manifest))
+    seconds = time.perf_counter() - clock
+    results += _lost_cases(manifest, results)
+    return _finish(config, plan, results, seconds, started)
+
+
+def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame):
+    import ray
+
+    # The driver has read and validated the manifest already (fail fast, unique case ids, --limit);
+    # it is small next to the scans, so Ray Data starts from it rather than listing the file again.
+    # One block per predictor call's worth of cases: decode tasks then run in parallel and stream.
+    per_call = _cases_per_call(manifest, config.batch_size)
+    rows = manifest[_MANIFEST_COLUMNS].reset_index(drop=True)
+    ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
+    env = _worker_env()
+    # Decode and write are partly waiting on storage, hence half a CPU each; resources unlike the
+    # predictor's also keep Ray Data from fusing decoding into the (one per GPU) predictor actors.
+    ds = ds.map(decode_case, fn_kwargs={"plan": plan}, num_cpus=_IO_TASK_CPUS, runtime_env=env)
+    ds = ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={"plan": plan},
+        batch_size=per_call,
+        compute=ray.data.ActorPoolStrategy(size=config.workers),
+        num_gpus=config.gpus_per_worker or None,
+        runtime_env=env,
+    )
+    return ds.map(write_case, fn_kwargs={"plan": plan}, num_cpus=_IO_TASK_CPUS, runtime_env=env)
+
+
+def _worker_env() -> dict[str, Any] | None:
+    """A runtime_env giving every task and actor this process's storage endpoint and credentials.
+
+    None when the Ray job already passes the same values (``init_ray`` does): a runtime_env of its
+    own would make Ray start a separate pool of worker processes for the run.
+    """
+    import ray
+
+    wanted = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "RAYSEGMENT_"))}
+    job = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+    return None if all(job.get(k) == v for k, v in wanted.items()) else {"env_vars": wanted}
+
+
+def _cases_per_call(manifest: pd.DataFrame, batch_size: int) -> int:
+    """Cases per predictor call, so that a call holds about ``batch_size`` slices (at least one case)."""
+    volumes = manifest.loc[manifest["level"] == "volume", "num_slices"].dropna()
+    per_case = float(volumes.median()) if len(volumes) and len(volumes) * 2 > len(manifest) else 1.0
+    return max(1, int(batch_size // max(per_case, 1.0)))
+
+
+def _lost_cases(manifest: pd.DataFrame, results: list[dict]) -> list[dict]:
+    """Error rows for manifest cases the pipeline returned nothing for (none, unless Ray lost them)."""
+    seen = {r["case_id"] for r in results}
+    return [{"case_id": c, "key": "", "status": "failed", "stage": "pipeline", "error": f"case {c}: no result came back from the pipeline",
+             "slices": 0, "record": ""} for c in manifest["case_id"] if c not in seen]
+
+
+def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float, started: str) -> InferenceResult:
+    counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
+    slices = sum(int(r["slices"]) for r in results)
+    errors = pd.DataFrame([{k: r[k] for k in ERROR_COLUMNS} for r in results if r["status"] == "failed"], columns=ERROR_COLUMNS)
+    errors = errors.sort_values("case_id", ignore_index=True)
+    metrics = metrics_table([json.loads(r["record"]) for r in results if r["record"]])
+    run = {
+        "cases": len(results),
+        **counts,
+        "slices": slices,
+        "seconds": round(seconds, 3),
+        "slices_per_second": round(slices / seconds, 3) if seconds > 0 else 0.0,
+        "model": {"uri": plan.model_uri, "id": plan.model_id, "classes": list(plan.class_names)},
+        "config": config.model_dump(),
+        "started": started,
+        "finished": _now(),
+    }
+    storage.write_table(storage.join(config.out, "errors.parquet"), _arrow(errors, {c: "string" for c in ERROR_COLUMNS}))
+    storage.write_table(storage.join(config.out, "metrics.parquet"), _arrow(metrics))
+    storage.write_bytes(storage.join(config.out, "run.json"), json.dumps(run, indent=2).encode())
+    return InferenceResult(len(results), counts["done"], counts["skipped"], counts["failed"], slices, seconds, metrics, errors, run)
+
+
+def metrics_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per case and class: case_metrics (when ground truth exists), foreground mL, time, model."""
+    rows = []
+    for record in sorted(records, key=lambda r: r["case_id"]):
+        by_class = {m["class"]: m for m in record.get("metrics") or []}
+        for name, volume in record["foreground_ml"].items():
+            rows.append({"case_id": record["case_id"], "class": name, **{k: v for k, v in by_class.get(name, {}).items() if k != "class"},
+                         "foreground_ml": volume, "inference_seconds": record["inference_seconds"], "model_id": record["model_id"]})
+    return pd.DataFrame(rows, columns=None if rows else ["case_id", "class", "foreground_ml", "inference_seconds", "model_id"])
+
+
+def _arrow(df: pd.DataFrame, types: dict[str, str] | None = None):
+    """A Parquet-ready table; ``types`` fixes column types that an empty frame cannot tell."""
+    import pyarrow as pa
+
+    schema = pa.schema([(c, pa.type_for_alias(types[c])) for c in df.columns]) if types else None
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,52 @@
+"""InferConfig: YAML + CLI overrides + {date} placeholders, one-line errors."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+
+from raysegment.errors import ConfigError
+from raysegment.infer import InferConfig
+
+NIGHTLY = Path(__file__).resolve().parents[2] / "jobs" / "nightly_infer.yaml"
+
+
+def test_nightly_job_fills_the_date():
+    config = InferConfig.load(str(NIGHTLY), date="2026-03-04")
+    assert config.manifest.endswith("/manifests/date=2026-03-04/manifest.parquet")
+    assert config.out.endswith("/date=2026-03-04") and "{date}" not in config.model
+    assert config.gpus_per_worker == 1 and config.workers >= 1
+
+
+def test_default_date_is_today_utc(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\nmanifest: s3://b/date={date}/m.parquet\nout: o/{date}\n")
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    assert InferConfig.load(str(path)).out == f"o/{today}"
+
+
+def test_cli_values_override_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: m\nmanifest: x.parquet\nout: o\nbatch_size: 8\n")
+    config = InferConfig.load(str(path), batch_size=2, workers=None, date="2026-01-01")
+    assert (config.batch_size, config.workers) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    "text, date, message",
+    [
+        ("model: m\nmanifest: x\nout: o\nbatch_sise: 2\n", None, "batch_sise"),
+        ("model: m\nmanifest: x\nout: o\nformat: jpeg\n", None, "format"),
+        ("model: m\nmanifest: x\n", None, "out"),
+        ("model: m\nmanifest: x\nout: o\n", "03/04/2026", "expected YYYY-MM-DD"),
+        ("- just\n- a list\n", None, "expected a mapping"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(tmp_path, text, date, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        InferConfig.load(str(path), date=date)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,51 @@
+"""A run SIGKILLed mid-way and re-run ends exactly as an uninterrupted run does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from raysegment import storage
+from raysegment.infer import run_inference
+from raysegment.readers import read_mask
+
+pytestmark = pytest.mark.slow
+
+
+def _records(out: str) -> list[str]:
+    return storage.list_files(storage.join(out, "records"))
+
+
+def test_killed_run_then_rerun_equals_an_uninterrupted_run(reference_run, lgg, lgg_hostile_manifest, tmp_path):
+    out = str(tmp_path / "out")
+    command = [sys.executable, "-m", "raysegment", "infer", "--model", lgg["model"], "--manifest", lgg_hostile_manifest,
+               "--out", out, "--batch-size", "4", "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # Its own session: the SIGKILL also reaches the local Ray processes the subprocess starts.
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _records(out) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    at_kill = len(_records(out))
+    assert 0 < at_kill < 12, f"the run was not caught mid-way ({at_kill} records)"
+
+    result = run_inference(reference_run["config"].model_copy(update={"out": out}))
+    assert result.failed == 0 and result.skipped >= at_kill - 1 and result.done + result.skipped == 12
+    assert len(_records(out)) == 12
+    expected = {storage.basename(u): read_mask(u).array for u in storage.list_files(storage.join(reference_run["out"], "masks"))}
+    masks = {storage.basename(u): read_mask(u).array for u in storage.list_files(storage.join(out, "masks"))}
+    assert masks.keys() == expected.keys()
+    for name, mask in expected.items():
+        np.testing.assert_array_equal(masks[name], mask)

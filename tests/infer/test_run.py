@@ -1,0 +1,88 @@
+"""End-to-end runs on local files: one output per case, metrics checked by hand, verified resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from raysegment import storage
+from raysegment.infer import InferConfig, case_key, run_inference
+from raysegment.readers import read_mask
+
+pytestmark = pytest.mark.slow
+
+
+def _masks(out: str) -> dict[str, np.ndarray]:
+    return {storage.basename(u): read_mask(u).array for u in storage.list_files(storage.join(out, "masks"))}
+
+
+def test_every_case_has_exactly_one_mask_and_record(reference_run, lgg_hostile_manifest):
+    result, out = reference_run["result"], reference_run["out"]
+    cases = pd.read_parquet(lgg_hostile_manifest)["case_id"].tolist()
+    assert (result.cases, result.done, result.skipped, result.failed, result.exit_code) == (12, 12, 0, 0, 0)
+    assert sorted(os.listdir(os.path.join(out, "masks"))) == sorted(f"{case_key(c)}.tif" for c in cases)
+    assert sorted(os.listdir(os.path.join(out, "records"))) == sorted(f"{case_key(c)}.json" for c in cases)
+    run = json.loads(storage.read_bytes(storage.join(out, "run.json")))
+    assert run["done"] == 12 and run["slices"] == 12 and run["slices_per_second"] > 0
+    assert run["model"]["id"].startswith("unet-") and run["config"]["manifest"] == lgg_hostile_manifest
+    assert pd.read_parquet(os.path.join(out, "errors.parquet")).empty
+
+
+def test_path_like_case_ids_stay_inside_the_output(reference_run, hostile_ids):
+    out = reference_run["out"]
+    written = [os.path.join(d, f) for d, _, files in os.walk(out) for f in files]
+    assert all(os.path.realpath(p).startswith(os.path.realpath(out) + os.sep) for p in written)
+    assert not os.path.exists(os.path.join(out, "etc")) and not os.path.exists("/abs")
+    keys = [case_key(c) for c in hostile_ids]
+    assert len(set(keys)) == 4 and all(os.path.exists(os.path.join(out, "masks", k + ".tif")) for k in keys)
+    metrics = pd.read_parquet(os.path.join(out, "metrics.parquet"))
+    assert set(hostile_ids) <= set(metrics["case_id"])
+
+
+def test_metrics_match_a_dice_computed_by_hand(reference_run, lgg):
+    metrics = pd.read_parquet(os.path.join(reference_run["out"], "metrics.parquet")).set_index("case_id")
+    assert metrics.loc[lgg["df"]["case_id"], "dice"].notna().all()
+    for row in lgg["df"].itertuples():
+        pred = read_mask(os.path.join(reference_run["out"], "masks", f"{case_key(row.case_id)}.tif")).array[0] > 0
+        truth = read_mask(row.mask_uri).array[0] > 0
+        assert pred.shape == truth.shape == (64, 64)
+        dice = 2 * (pred & truth).sum() / (pred.sum() + truth.sum()) if pred.sum() + truth.sum() else 1.0
+        assert metrics.loc[row.case_id, "dice"] == pytest.approx(dice)
+        assert metrics.loc[row.case_id, "foreground_ml"] == pytest.approx(pred.sum() / 1000.0)  # 1 mm^3 pixels
+    assert metrics["dice"].mean() > 0.3  # the tiny model did learn the lesions
+    assert set(metrics["model_id"]) == {reference_run["result"].run["model"]["id"]}
+
+
+def test_rerun_redoes_only_cases_that_are_not_verifiably_complete(reference_run, tmp_path):
+    out = str(tmp_path / "out")
+    shutil.copytree(reference_run["out"], out)
+    masks = sorted(os.listdir(os.path.join(out, "masks")))
+    with open(os.path.join(out, "masks", masks[0]), "ab") as f:
+        f.write(b"\0")  # damaged after its record was written
+    os.remove(os.path.join(out, "records", masks[1].replace(".tif", ".json")))  # killed between mask and record
+    config = reference_run["config"].model_copy(update={"out": out})
+    result = run_inference(config)
+    assert (result.done, result.skipped, result.failed) == (2, 10, 0)
+    reference = _masks(reference_run["out"])
+    again = _masks(out)
+    assert again.keys() == reference.keys() and all(np.array_equal(again[k], reference[k]) for k in reference)
+    assert len(pd.read_parquet(os.path.join(out, "metrics.parquet"))) == 12  # skipped cases keep their metrics
+
+    redo = run_inference(config.model_copy(update={"overwrite": True, "limit": 2}))
+    assert (redo.cases, redo.done, redo.skipped) == (2, 2, 0)
+
+
+def test_a_night_without_new_scans_is_a_clean_empty_run(lgg, tmp_path, ray_session):
+    from raysegment.manifest import to_table, write_manifest
+
+    empty = str(tmp_path / "empty.parquet")
+    write_manifest(to_table(pd.DataFrame({"case_id": pd.Series([], dtype=object)})), empty)
+    result = run_inference(InferConfig(model=lgg["model"], manifest=empty, out=str(tmp_path / "out")))
+    assert (result.cases, result.exit_code) == (0, 0)
+    assert pd.read_parquet(tmp_path / "out" / "errors.parquet").columns.tolist() == ["case_id", "stage", "error"]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["cases"] == 0
