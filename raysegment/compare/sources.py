@@ -1,0 +1,127 @@
+"""What one compared folder holds, whatever wrote it: a ``train`` run, a ``tune`` experiment or an
+``evaluate`` output.
+
+* train run (``summary.json`` with ``best_model_uri``, ``history.parquet``): train/val metrics of
+  the best epoch, epochs, training time and images/s;
+* tune experiment (``summary.json`` with ``best_trial``, ``trials.parquet``): the same for the
+  best trial's run, whose model is ``EXP/best``;
+* evaluate output (``summary.parquet`` + ``case_metrics.parquet``): per-split means of every case
+  metric (Dice, IoU, sensitivity, specificity, precision, HD95) and the overlay figures.
+
+A run or experiment also picks up an evaluation written inside it, at ``evaluation/`` or
+``best/evaluation/`` (``raysegment evaluate --model RUN --out RUN/evaluation``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from raysegment import storage
+from raysegment.errors import ConfigError
+
+#: Metrics compared, as (column stem, name in training histories, name in evaluation tables).
+METRICS = (
+    ("dice", "dice", "dice"),
+    ("iou", "iou", "iou"),
+    ("sensitivity", "recall", "recall"),
+    ("specificity", None, "specificity"),
+    ("precision", "precision", "precision"),
+    ("hd95", None, "hd95"),
+)
+EVAL_DIRS = ("evaluation", "best/evaluation")
+
+
+@dataclass
+class ModelRecord:
+    """One compared model.
+
+    Attributes:
+        name: the folder's name (the table's row label).
+        kind: ``train``, ``tune`` or ``evaluate``.
+        metrics: ``<split>_<metric>`` -> value (splits train/val from training, any from evaluation).
+        info: model name, parameters, epochs, training time, images/s (whatever is known).
+        overlays: overlay figure URIs by ``<split>_<rank>``.
+    """
+
+    name: str
+    kind: str
+    uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
+    overlays: dict[str, str] = field(default_factory=dict)
+
+
+def _json(uri: str) -> dict:
+    return json.loads(storage.read_bytes(uri))
+
+
+def _training_metrics(best: dict) -> dict[str, float]:
+    out = {}
+    for split in ("train", "val"):
+        for stem, train_name, _ in METRICS:
+            if train_name and f"{split}_{train_name}" in best:
+                out[f"{split}_{stem}"] = float(best[f"{split}_{train_name}"])
+    return out
+
+
+def _model_info(model_uri: str) -> dict[str, object]:
+    from raysegment.models import ModelSpec, count_parameters, read_metadata
+
+    if not storage.exists(storage.join(model_uri, "model.json")):
+        return {}
+    spec = ModelSpec.from_dict(read_metadata(model_uri)["model"])
+    encoder = spec.config.get("encoder")
+    return {"model": spec.name + (f" ({encoder})" if encoder else ""), "params": count_parameters(spec.build(pretrained=False))}
+
+
+def _run_info(summary: dict) -> dict[str, object]:
+    return {"epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+            "train_time_s": summary.get("train_time_s"), "images_per_s": summary.get("images_per_s")}
+
+
+def _evaluation(uri: str) -> tuple[dict[str, float], dict[str, str]]:
+    """Per-split means over cases and classes of an evaluate output, and its overlays."""
+    cases = storage.read_table(storage.join(uri, "case_metrics.parquet")).to_pandas()
+    metrics = {}
+    for split, part in cases.groupby("split"):
+        for stem, _, eval_name in METRICS:
+            if eval_name in part:
+                metrics[f"{split}_{stem}"] = float(pd.to_numeric(part[eval_name], errors="coerce").mean())
+    index = storage.join(uri, "overlays", "index.json")
+    overlays = _json(index) if storage.exists(index) else {}
+    return metrics, overlays
+
+
+def read_record(uri: str) -> ModelRecord:
+    """Read one folder; raises ConfigError naming it when it is none of the three kinds."""
+    uri = storage.normalize(uri)
+    name = storage.basename(uri)
+    summary_uri = storage.join(uri, "summary.json")
+    if storage.exists(storage.join(uri, "case_metrics.parquet")):
+        metrics, overlays = _evaluation(uri)
+        return ModelRecord(name, "evaluate", uri, metrics, {}, overlays)
+    if not storage.exists(summary_uri):
+        raise ConfigError(f"{uri}: not a train run, tune experiment or evaluate output (no summary.json or case_metrics.parquet)")
+    summary = _json(summary_uri)
+    if "best_trial" in summary:
+        run_uri = storage.join(uri, "trials", summary["best_trial"])
+        run_summary = _json(storage.join(run_uri, "summary.json")) if storage.exists(storage.join(run_uri, "summary.json")) else {}
+        record = ModelRecord(name, "tune", uri, _training_metrics(summary["best"]),
+                             {**_run_info(run_summary), "best_epoch": summary["best_epoch"], "trials": summary["trials"]})
+        model_uri = summary["best_model_uri"]
+    elif "best_model_uri" in summary:
+        record = ModelRecord(name, "train", uri, _training_metrics(summary["best"]), _run_info(summary))
+        model_uri = summary["best_model_uri"]
+    else:
+        raise ConfigError(f"{summary_uri}: not written by raysegment train or tune")
+    record.info = {**_model_info(model_uri), **record.info}
+    for folder in EVAL_DIRS:
+        evaluation = storage.join(uri, folder)
+        if storage.exists(storage.join(evaluation, "case_metrics.parquet")):
+            metrics, record.overlays = _evaluation(evaluation)
+            record.metrics.update(metrics)
+            break
+    return record
