@@ -1,0 +1,42 @@
+"""``raysegment evaluate``: score a checkpoint (or a training run's best model) on manifest splits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from raysegment.cli._console import console, print_json, table
+
+Opt = typer.Option
+
+
+def evaluate(
+    model: Annotated[str, Opt("--model", "-m", help="Checkpoint folder, or a training run folder (its best/ model).")],
+    manifest: Annotated[str, Opt(help="Manifest (.parquet, local or s3://).")],
+    out: Annotated[str, Opt("--out", "-o", help="Folder for case_metrics.parquet, summary.* and overlays/.")],
+    split: Annotated[str, Opt(help="Comma-separated splits, e.g. test or train,val,test.")] = "test",
+    threshold: Annotated[float, Opt(help="Probability above which a pixel is foreground.")] = 0.5,
+    workers: Annotated[int, Opt(help="Parallel scoring actors.")] = 1,
+    max_cases: Annotated[Optional[int], Opt(help="At most this many cases per split.")] = None,
+    address: Annotated[Optional[str], Opt(help="Ray cluster address; default RAY_ADDRESS or a local Ray.")] = None,
+    as_json: Annotated[bool, Opt("--json", help="Print the summary table as JSON.")] = False,
+) -> None:
+    """Per-case metrics at the original resolution, summary statistics and best/median/worst overlays."""
+    from raysegment.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(model, manifest, split, out, threshold=threshold, workers=workers, max_cases=max_cases,
+                          address=address)
+    if as_json:
+        print_json(result.summary.to_dict(orient="records"))
+        return
+    shown = result.summary[result.summary["metric"].isin(["dice", "iou", "precision", "recall", "hd95"])]
+    rows = shown[["split", "class", "metric", "mean", "std", "median"]].itertuples(index=False)
+    console.print(table(f"evaluation of {model}", ["split", "class", "metric", "mean", "std", "median"], rows))
+    console.print(f"per-case metrics: {result.out}/case_metrics.parquet", highlight=False)
+    for name, uri in result.figures.items():
+        console.print(f"figure {name}: {uri}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

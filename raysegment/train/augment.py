@@ -1,0 +1,72 @@
+"""Config-driven, on-the-fly augmentation of training batches with albumentations.
+
+It runs on the training worker, batch by batch, seeded per (run seed, epoch, rank): the same seed
+gives the same augmentation, and a restarted worker draws the same sequence again. Validation data
+is never augmented.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raysegment.train.config import AugmentConfig
+
+
+class Augmenter:
+    """Same random geometric transform on image and mask; intensity jitter on the image only.
+
+    Args:
+        config: the job's augmentation section.
+    """
+
+    def __init__(self, config: AugmentConfig):
+        import albumentations as A
+
+        self.config = config
+        transforms = []
+        if config.hflip > 0:
+            transforms.append(A.HorizontalFlip(p=config.hflip))
+        if config.vflip > 0:
+            transforms.append(A.VerticalFlip(p=config.vflip))
+        if config.affine_p > 0 and (config.rotate or config.shift or config.scale):
+            transforms.append(
+                A.Affine(
+                    rotate=(-config.rotate, config.rotate),
+                    translate_percent=(-config.shift, config.shift),
+                    scale=(1 - config.scale, 1 + config.scale),
+                    border_mode=0,
+                    p=config.affine_p,
+                )
+            )
+        if config.intensity_p > 0 and (config.brightness or config.contrast):
+            transforms.append(
+                A.RandomBrightnessContrast(
+                    brightness_limit=config.brightness, contrast_limit=config.contrast, p=config.intensity_p
+                )
+            )
+        self.pipeline = A.Compose(transforms) if transforms else None
+
+    @property
+    def active(self) -> bool:
+        return self.config.enabled and self.pipeline is not None
+
+    def seed(self, seed: int, epoch: int, rank: int) -> None:
+        """Restart the random sequence for one epoch of one worker."""
+        if self.pipeline is not None:
+            self.pipeline.set_random_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Augment a batch.
+
+        Shape:
+            images ``(N, C, H, W)`` float32, masks ``(N, K, H, W)`` float32 -> same shapes.
+        """
+        if not self.active:
+            return images, masks
+        out_images, out_masks = np.empty_like(images), np.empty_like(masks)
+        for i in range(len(images)):
+            result = self.pipeline(image=np.ascontiguousarray(images[i].transpose(1, 2, 0)),
+                                   mask=np.ascontiguousarray(masks[i].transpose(1, 2, 0)))
+            out_images[i] = np.asarray(result["image"]).reshape(images.shape[2:] + images.shape[1:2]).transpose(2, 0, 1)
+            out_masks[i] = np.asarray(result["mask"]).reshape(masks.shape[2:] + masks.shape[1:2]).transpose(2, 0, 1)
+        return out_images, out_masks

@@ -1,0 +1,221 @@
+"""The one typed configuration of a training job, loadable from YAML and overridable from the CLI.
+
+A job file (``jobs/*.yaml``) is a :class:`TrainConfig` written out; the CLI options and the
+generic ``--set section.key=value`` overrides are applied on top of it through
+:func:`apply_overrides`, and the resolved result is saved as ``config.yaml`` in the run folder, so
+every run records exactly what it trained with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from raysegment import storage
+from raysegment.errors import ConfigError
+from raysegment.preprocess import PreprocessConfig
+
+LossSpec = Union[str, dict[str, float], list[dict[str, Any]]]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AugmentConfig(_Section):
+    """On-the-fly augmentation of training batches (never of validation).
+
+    Geometric transforms move image and mask together; intensity transforms touch the image only.
+    """
+
+    enabled: bool = True
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a left-right flip")
+    vflip: float = Field(0.0, ge=0, le=1, description="probability of an up-down flip")
+    rotate: float = Field(15.0, ge=0, description="maximal rotation, degrees")
+    shift: float = Field(0.05, ge=0, lt=1, description="maximal shift, fraction of the size")
+    scale: float = Field(0.1, ge=0, lt=1, description="maximal zoom in/out, fraction")
+    affine_p: float = Field(0.5, ge=0, le=1, description="probability of the rotate/shift/zoom")
+    brightness: float = Field(0.1, ge=0, description="maximal brightness change")
+    contrast: float = Field(0.1, ge=0, description="maximal contrast change")
+    intensity_p: float = Field(0.5, ge=0, le=1, description="probability of the intensity jitter")
+
+
+class DataSection(_Section):
+    manifest: str | None = None
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    train_split: str = "train"
+    val_split: str = "val"
+    max_cases: int | None = Field(None, ge=1, description="use at most this many cases per split (quick runs)")
+    cache: bool = Field(True, description="keep preprocessed examples in the object store across epochs")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class ModelSection(_Section):
+    """``name`` and ``config`` of a :class:`raysegment.models.checkpoint.ModelSpec`.
+
+    ``in_channels`` and ``classes`` follow from the preprocessing (channels, labels) and the
+    manifest; they are filled in when the run starts.
+    """
+
+    name: str = "unet"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimSection(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1, description="examples per worker and step")
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, description="SGD only")
+    scheduler: Literal["none", "cosine", "plateau", "onecycle"] = "none"
+    loss: LossSpec = "dice"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val Dice")
+    min_delta: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 0
+
+
+class ScalingSection(_Section):
+    workers: int = Field(1, ge=1)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0)
+
+
+class CheckpointSection(_Section):
+    num_to_keep: int = Field(2, ge=1, description="checkpoints kept: the best by val Dice, and always the latest")
+    max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1: unlimited)")
+
+
+class TrackingSection(_Section):
+    mlflow_uri: str | None = None
+    experiment: str = "raysegment"
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class TrainConfig(_Section):
+    """A whole training job."""
+
+    out: str | None = None
+    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    optim: OptimSection = Field(default_factory=OptimSection)
+    scaling: ScalingSection = Field(default_factory=ScalingSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: ModelSection) -> ModelSection:
+        from raysegment.models import list_models
+
+        if model.name not in list_models():
+            raise ValueError(f"unknown model {model.name!r}; valid: {', '.join(list_models())}")
+        return model
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, uri: str) -> None:
+        storage.write_bytes(uri, self.to_yaml().encode())
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data["a"]["b"] = value`` for ``key="a.b"``, creating the intermediate dicts."""
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=1e-4", "model.config.depth=3"]`` -> ``{"optim.lr": 1e-4, ...}``; values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-4")
+        out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    return out
+
+
+#: CLI option -> config key; the CLI is a thin layer over the same dotted overrides as ``--set``.
+CLI_KEYS = {
+    "out": "out", "manifest": "data.manifest", "model": "model.name", "encoder": "model.config.encoder",
+    "encoder_weights": "model.config.encoder_weights", "epochs": "optim.epochs", "batch_size": "optim.batch_size",
+    "lr": "optim.lr", "optimizer": "optim.optimizer", "scheduler": "optim.scheduler", "loss": "optim.loss",
+    "channels": "data.preprocess.channels", "augment": "data.augment.enabled", "workers": "scaling.workers",
+    "gpus_per_worker": "scaling.gpus_per_worker", "cpus_per_worker": "scaling.cpus_per_worker", "amp": "optim.amp",
+    "seed": "optim.seed", "patience": "optim.patience", "max_failures": "checkpoint.max_failures",
+    "mlflow_uri": "tracking.mlflow_uri", "tensorboard": "tracking.tensorboard",
+}
+
+
+def cli_overrides(sets: list[str] = (), **options: Any) -> dict[str, Any]:
+    """Dotted overrides from CLI options (None = not given) followed by the ``--set`` items."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "loss":
+            value = yaml.safe_load(value) if value.lstrip().startswith(("{", "[")) else value
+        elif name == "channels":
+            value = [c.strip() for c in value.split(",") if c.strip()]
+        elif name == "encoder_weights" and value.lower() == "none":
+            value = None
+        out[CLI_KEYS[name]] = value
+    out.update(parse_set(list(sets)))
+    return out
+
+
+def apply_overrides(base: TrainConfig | dict[str, Any], overrides: dict[str, Any], source: str = "config") -> TrainConfig:
+    """A new, validated config: ``base`` with dotted-key ``overrides`` applied (a None value sets null)."""
+    data = base.model_dump(mode="json") if isinstance(base, TrainConfig) else dict(base)
+    for key, value in overrides.items():
+        set_dotted(data, key, value)
+    return validate_config(data, source)
+
+
+def with_image_size(config: TrainConfig, size: int) -> TrainConfig:
+    """Set the size of the last ``resize`` step, or append one: the model-input size of the job."""
+    steps = [dict(step) for step in config.data.preprocess.steps]
+    resizes = [i for i, step in enumerate(steps) if step["name"] == "resize"]
+    if resizes:
+        steps[resizes[-1]]["size"] = int(size)
+    else:
+        steps.append({"name": "resize", "size": int(size)})
+    return apply_overrides(config, {"data.preprocess.steps": steps})
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+
+
+def load_config(uri: str | None, overrides: dict[str, Any] | None = None, image_size: int | None = None) -> TrainConfig:
+    """Read a YAML job file (or start from the defaults when ``uri`` is None) and apply ``overrides``.
+
+    Args:
+        image_size: see :func:`with_image_size`, applied last.
+    """
+    data: dict[str, Any] = {}
+    if uri is not None:
+        try:
+            data = yaml.safe_load(storage.read_bytes(uri)) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{uri}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{uri}: a job file must be a mapping of sections")
+    config = apply_overrides(data, overrides or {}, source=uri or "config")
+    return with_image_size(config, image_size) if image_size else config

@@ -1,0 +1,103 @@
+"""Manifest rows -> Ray Datasets of preprocessed 2D examples, read in parallel Ray tasks.
+
+The driver only reads the manifest (metadata); every scan is read and preprocessed inside a
+``flat_map`` task by :func:`raysegment.preprocess.iter_examples`, so no image passes through the
+driver. Volume rows stay whole (one task reads a volume once and yields its selected slices);
+2D slice rows are filtered with :func:`raysegment.manifest.slice_view`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from raysegment.errors import ConfigError
+from raysegment.manifest import read_manifest, slice_view
+from raysegment.preprocess import PreprocessConfig, iter_examples
+
+
+@dataclass
+class SplitRows:
+    """The manifest rows of one split, ready to become a dataset."""
+
+    name: str
+    rows: pd.DataFrame
+
+    @property
+    def cases(self) -> int:
+        return len(self.rows)
+
+
+def select_rows(df: pd.DataFrame, split: str, preprocess: PreprocessConfig, seed: int = 0,
+                max_cases: int | None = None) -> pd.DataFrame:
+    """Labeled rows of ``split`` after the slice selection (slice rows) and the ``max_cases`` cap."""
+    part = df[(df["split"] == split) & df["mask_uri"].notna()]
+    if max_cases is not None:
+        part = part.iloc[:max_cases]
+    slices = part[part["level"] == "slice"]
+    if len(slices) and preprocess.slice_selection != "all":
+        slices = slice_view(slices, preprocess.slice_selection, seed)
+    return pd.concat([slices, part[part["level"] == "volume"]], ignore_index=True)
+
+
+def input_channels(df: pd.DataFrame, preprocess: PreprocessConfig, uri: str = "manifest") -> list[str]:
+    """The channel names the model sees: the configured ones, or those of the manifest's cases."""
+    if preprocess.channels is not None:
+        return list(preprocess.channels)
+    names = {tuple(c) for c in df["channels"]}
+    if len(names) != 1:
+        raise ConfigError(f"{uri}: cases have different channels {sorted(names)}; set data.preprocess.channels")
+    return list(names.pop())
+
+
+def _examples(row: dict, preprocess: dict, seed: int) -> list[dict]:
+    """``flat_map`` task: one manifest row -> its training examples (image and mask only)."""
+    config = PreprocessConfig.model_validate(preprocess)
+    return [{"image": ex["image"], "mask": ex["mask"]} for ex in iter_examples(row, config, with_mask=True, seed=seed)]
+
+
+def build_dataset(rows: pd.DataFrame, preprocess: PreprocessConfig, seed: int = 0, cache: bool = True,
+                  parallelism: int | None = None):
+    """A Ray Dataset of training examples ``{image (C,h,w), mask (K,h,w)}``.
+
+    Args:
+        rows: manifest rows (one task per block of rows).
+        cache: materialize the preprocessed examples in the object store, so later epochs do not
+            read and preprocess the scans again.
+        parallelism: blocks of rows (read tasks); default one per 4 rows, at most 64.
+    """
+    import ray.data
+
+    records = [plain_row(r) for r in rows.to_dict(orient="records")]
+    blocks = parallelism or max(1, min(math.ceil(len(records) / 4), 64))
+    ds = ray.data.from_items(records, override_num_blocks=blocks)
+    ds = ds.flat_map(_examples, fn_kwargs={"preprocess": preprocess.model_dump(mode="json"), "seed": seed})
+    return ds.materialize() if cache else ds
+
+
+def plain_row(row: dict) -> dict:
+    """Manifest row values as plain Python (numpy arrays of lists -> lists, NA -> None)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif value is not None and not isinstance(value, (list, str)) and pd.isna(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def load_splits(manifest: str, preprocess: PreprocessConfig, splits: list[str], seed: int = 0,
+                max_cases: int | None = None) -> tuple[pd.DataFrame, dict[str, SplitRows]]:
+    """Read the manifest once and select each split's rows; an empty split is a ConfigError."""
+    df = read_manifest(manifest)
+    out = {}
+    for split in splits:
+        rows = select_rows(df, split, preprocess, seed, max_cases)
+        if not len(rows):
+            raise ConfigError(f"{manifest}: no labeled cases in split {split!r}")
+        out[split] = SplitRows(split, rows)
+    return df, out

@@ -1,0 +1,187 @@
+"""The Ray Train worker function: one epoch loop per worker, DDP across workers.
+
+Follows Ray's ``train_func_per_worker(config)`` examples: unpack the config at the top,
+``prepare_model`` (DDP; gloo on CPU, NCCL on GPU), read the worker's shard with
+``iter_torch_batches``, ``ray.train.report`` metrics every epoch with a checkpoint that rank 0
+saves into a temporary directory, and resume from ``ray.train.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from raysegment.losses import DeepSupervisionLoss, create_loss
+from raysegment.metrics import confusion_counts, scores_from_counts
+from raysegment.models.checkpoint import ModelSpec
+from raysegment.train.augment import Augmenter
+from raysegment.train.config import TrainConfig
+from raysegment.train.optim import create_optimizer, create_schedule
+from raysegment.train.state import Progress, load_state, save_state
+from raysegment.train.tracking import TensorBoardLogger
+
+REPORTED_SCORES = ("dice", "iou", "precision", "recall")
+
+
+def seed_everything(seed: int, epoch: int, rank: int) -> None:
+    """Seed torch, numpy and random from ``(seed, epoch, rank)``: the epoch fixes the random state."""
+    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(2)
+    torch.manual_seed(int(state[0]))
+    np.random.seed(int(state[1]))
+    random.seed(int(state[1]))
+
+
+class EpochStats:
+    """Loss sum, example count and per-class confusion counts, summed over batches and workers."""
+
+    def __init__(self, classes: int, device: torch.device):
+        self.loss = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, examples)
+        self.counts = torch.zeros(4, classes, dtype=torch.float64, device=device)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor) -> None:
+        n = masks.shape[0]
+        self.loss += torch.stack([loss.detach().double() * n, torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
+        counts = confusion_counts(logits.detach() > 0, masks > 0.5)  # sigmoid(x) > 0.5  <=>  x > 0
+        self.counts += torch.stack([c.sum(0).double() for c in counts])
+
+    def summary(self, prefix: str) -> tuple[dict[str, float], dict]:
+        """All-reduce across workers, then loss and the class-mean scores of the pooled counts."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.loss)
+            dist.all_reduce(self.counts)
+        scores = scores_from_counts(*self.counts.cpu())
+        out = {f"{prefix}_loss": float(self.loss[0] / self.loss[1].clamp(min=1))}
+        out.update({f"{prefix}_{name}": float(scores[name].mean()) for name in REPORTED_SCORES})
+        return out, scores
+
+
+def _batches(shard, batch_size: int, device, seed: int | None = None, drop_last: bool = False):
+    kwargs = {"local_shuffle_buffer_size": 4 * batch_size, "local_shuffle_seed": seed} if seed is not None else {}
+    return shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device=device, drop_last=drop_last, **kwargs)
+
+
+def train_func_per_worker(config: dict) -> None:
+    """Ray Train entry point.
+
+    Args:
+        config: ``job`` (a TrainConfig dump), ``spec`` (ModelSpec dict), ``steps_per_epoch``,
+            ``drop_last`` (each worker has at least one full batch), ``run_uri``, ``class_names``.
+    """
+    import ray.train
+    import ray.train.torch
+
+    job = TrainConfig.model_validate(config["job"])
+    spec = ModelSpec.from_dict(config["spec"])
+    class_names = config["class_names"]
+    opt = job.optim
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    on_gpu = device.type == "cuda"
+
+    checkpoint = ray.train.get_checkpoint()
+    seed_everything(opt.seed, 0, 0)  # identical initial weights on every worker
+    model = spec.build(pretrained=checkpoint is None)  # a restored run loads its own weights, downloads nothing
+    if on_gpu:
+        model = model.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(model)
+    loss_fn = DeepSupervisionLoss(create_loss(opt.loss, mode="binary" if spec.classes == 1 else "multilabel"))
+    optimizer = create_optimizer([p for p in model.parameters() if p.requires_grad], opt)
+    schedule = create_schedule(optimizer, opt, config["steps_per_epoch"])
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
+    # CPU autocast supports bf16 only; fp16 on CPU trains in full precision.
+    amp_on = amp_dtype is not None and (on_gpu or amp_dtype is torch.bfloat16)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_on and amp_dtype is torch.float16 and on_gpu)
+
+    progress = Progress()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            progress = load_state(directory, model, optimizer, schedule, scaler)
+
+    logger = TensorBoardLogger(config["run_uri"]) if rank == 0 and job.tracking.tensorboard else None
+    augmenter = Augmenter(job.data.augment)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_on else contextlib.nullcontext
+
+    while progress.epoch < opt.epochs and not progress.stopped:
+        epoch = progress.epoch + 1
+        seed_everything(opt.seed, epoch, rank)
+        augmenter.seed(opt.seed, epoch, rank)
+        started = time.perf_counter()
+        model.train()
+        train = EpochStats(spec.classes, device)
+        # A last batch of one example breaks BatchNorm on 1x1 feature maps (small encoders): dropped.
+        for batch in _batches(train_shard, opt.batch_size, "cpu", seed=opt.seed + epoch, drop_last=config["drop_last"]):
+            images, masks = augmenter(batch["image"].numpy(), batch["mask"].numpy())
+            images = torch.from_numpy(images).to(device, non_blocking=True)
+            masks = torch.from_numpy(masks).to(device, non_blocking=True)
+            if on_gpu:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                outputs = model(images)
+                loss = loss_fn(outputs, masks)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if opt.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step_batch()
+            last = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
+            train.add(loss, last.float(), masks)
+        train_time = time.perf_counter() - started
+        train_metrics, _ = train.summary("train")
+        val_metrics, val_scores = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size,
+                                           device, spec.classes, autocast, rank, world)
+        schedule.step_epoch(val_metrics["val_dice"])
+        metrics = {"epoch": epoch, **train_metrics, **val_metrics, "lr": optimizer.param_groups[0]["lr"],
+                   "epoch_time_s": time.perf_counter() - started, "train_time_s": train_time,
+                   "images_per_s": train.loss[1].item() / max(train_time, 1e-9),
+                   "timestamp_ms": int(time.time() * 1000)}
+        if len(class_names) > 1:
+            metrics.update({f"val_dice_{name}": float(val_scores["dice"][k]) for k, name in enumerate(class_names)})
+        progress.update(metrics, opt.patience, opt.min_delta)
+        metrics["best_val_dice"] = progress.best_dice
+        if logger is not None:
+            logger.log(metrics, epoch)
+        report(metrics, model, optimizer, schedule, scaler, progress, rank)
+    if logger is not None:
+        logger.close()
+
+
+@torch.no_grad()
+def validate(model, loss_fn, shard, batch_size, device, classes, autocast, rank, world):
+    """Validation on every worker's share of the (unsplit) validation set: rank r takes batches r, r+w, ...
+
+    The bare module is used, not its DDP wrapper, so validation needs no collective per batch.
+    """
+    model.eval()
+    stats = EpochStats(classes, device)
+    for i, batch in enumerate(_batches(shard, batch_size, device)):
+        if i % world != rank:
+            continue
+        with autocast():
+            logits = model(batch["image"])
+            loss = loss_fn(logits, batch["mask"])
+        stats.add(loss, logits.float(), batch["mask"])
+    return stats.summary("val")
+
+
+def report(metrics, model, optimizer, schedule, scaler, progress: Progress, rank: int) -> None:
+    """Every worker reports; rank 0 attaches the checkpoint (saved into a temporary directory)."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if rank == 0:
+            save_state(directory, model, optimizer, schedule, scaler, progress)
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{progress.epoch:04d}")

@@ -1,0 +1,218 @@
+"""``train(config) -> RunResult``: one Ray Train run, and the reports it leaves in ``RUN_URI``.
+
+The run folder holds ``config.yaml`` (resolved), ``checkpoints/`` (Ray Train's experiment folder:
+one ``epoch_NNNN`` checkpoint per kept epoch and the run snapshot), ``best/`` (the best model in the
+:mod:`raysegment.models.checkpoint` format), ``history.parquet``, ``train_curves.png``,
+``summary.json`` and, when asked, ``tensorboard/``.
+
+Running ``train`` again with the same ``out`` resumes: Ray Train V2 finds the snapshot under
+``RUN_URI/checkpoints`` (same ``RunConfig(name, storage_path)``) and hands the latest checkpoint to
+``ray.train.get_checkpoint()``; a finished run then trains no further and its reports are rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from raysegment import storage
+from raysegment.errors import ConfigError
+from raysegment.models.checkpoint import ModelSpec, save_model
+from raysegment.runtime import init_ray
+from raysegment.train.config import TrainConfig
+from raysegment.train.data import build_dataset, input_channels, load_splits
+from raysegment.train.loop import train_func_per_worker
+from raysegment.train.progress import LiveMetrics, console_sink
+from raysegment.train.state import read_history, read_weights
+
+EXPERIMENT_DIR = "checkpoints"
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced.
+
+    Attributes:
+        run_uri: the run folder.
+        best_model_uri: ``run_uri/best``, loadable with ``load_model``.
+        history: one row per epoch.
+        summary: the content of ``summary.json``.
+    """
+
+    run_uri: str
+    best_model_uri: str
+    history: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def best_metrics(self) -> dict:
+        return self.summary["best"]
+
+
+def train(config: TrainConfig, address: str | None = None, console=None, callbacks: list | None = None) -> RunResult:
+    """Train ``config`` on Ray (local or ``address``) and write the run's reports.
+
+    Args:
+        config: a validated job; ``config.out`` and ``config.data.manifest`` must be set.
+        console: a rich Console for per-epoch progress lines, or None.
+        callbacks: extra Ray Train ``UserCallback``s for the run (``raysegment.tune`` passes
+            Tune's ``TuneReportCallback`` so each epoch's metrics reach the trial).
+    """
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    if not config.out or not config.data.manifest:
+        raise ConfigError("train: both an output folder (--out) and a manifest (--manifest) are needed")
+    started = time.perf_counter()
+    init_ray(address)
+    # Ray Data's progress logs would drown the per-epoch lines.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    run_uri = storage.normalize(config.out)
+    config.save(storage.join(run_uri, "config.yaml"))
+    preprocess = config.data.preprocess
+    df, splits = load_splits(config.data.manifest, preprocess, [config.data.train_split, config.data.val_split],
+                             seed=config.optim.seed, max_cases=config.data.max_cases)
+    channels = input_channels(df, preprocess, config.data.manifest)
+    spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.num_classes, config=config.model.config)
+    spec.build(pretrained=False)  # a bad option fails here, in one line, not inside every worker
+    datasets = {
+        "train": build_dataset(splits[config.data.train_split].rows, preprocess, config.optim.seed, config.data.cache),
+        "val": build_dataset(splits[config.data.val_split].rows, preprocess, config.optim.seed, config.data.cache),
+    }
+    train_examples = datasets["train"].count() if config.data.cache else None
+    scaling = config.scaling
+    # One-cycle plans its whole schedule up front; a streamed (uncached) dataset has no count, so it gets 1.
+    per_worker = (train_examples or 0) // scaling.workers
+    drop_last = per_worker >= config.optim.batch_size
+    steps = max(1, per_worker // config.optim.batch_size if drop_last else math.ceil(per_worker / config.optim.batch_size))
+
+    sinks, mlflow_run_id = [], None
+    if console is not None and config.tracking.progress:
+        sinks.append(console_sink(console, config.optim.epochs))
+    if config.tracking.mlflow_uri:
+        from raysegment.train.tracking import mlflow_sink, open_mlflow_run
+
+        mlflow_run_id = open_mlflow_run(config.tracking.mlflow_uri, config.tracking.experiment, run_uri,
+                                        config.model_dump(mode="json"))
+        sinks.append(mlflow_sink(config.tracking.mlflow_uri, mlflow_run_id))
+    fs, fs_path = storage.filesystem(run_uri)
+    with LiveMetrics(sinks) as live:
+        trainer = TorchTrainer(
+            train_func_per_worker,
+            train_loop_config={"job": config.model_dump(mode="json"), "spec": spec.to_dict(), "steps_per_epoch": steps, "drop_last": drop_last,
+                               "run_uri": run_uri, "class_names": preprocess.class_names},
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=scaling.workers,
+                use_gpu=scaling.gpus_per_worker > 0,
+                resources_per_worker={"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.gpus_per_worker else {})},
+            ),
+            run_config=ray.train.RunConfig(
+                name=EXPERIMENT_DIR,
+                storage_path=fs_path,
+                storage_filesystem=fs,
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=config.checkpoint.num_to_keep,
+                    checkpoint_score_attribute="val_dice",
+                    checkpoint_score_order="max",
+                ),
+                failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
+                callbacks=live.callbacks + list(callbacks or []),
+            ),
+            datasets=datasets,
+            # Validation is not split: every worker sees all of it and scores its own batches.
+            dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        )
+        result = trainer.fit()
+    return write_reports(config, spec, channels, result, run_uri, time.perf_counter() - started, mlflow_run_id)
+
+
+def forwarded_env() -> dict[str, str]:
+    """Storage and tracking settings of the driver's environment, for the workers.
+
+    Ray starts worker processes with the environment of ``ray.init`` time; settings exported later
+    (an MLflow option, S3 credentials) would otherwise not reach rank 0's logger and uploads.
+    """
+    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MLFLOW_", "RAYSEGMENT_"))}
+
+
+def write_reports(config: TrainConfig, spec: ModelSpec, channels: list[str], result, run_uri: str,
+                  wall_s: float, mlflow_run_id: str | None) -> RunResult:
+    """Export the best model and write history, curves and summary from the run's checkpoints."""
+    from raysegment import plots
+
+    if result.checkpoint is None:
+        raise ConfigError(f"{run_uri}: the run reported no checkpoint")
+    with result.checkpoint.as_directory() as directory:
+        history = pd.DataFrame(read_history(directory))
+    best_checkpoint = result.get_best_checkpoint("val_dice", "max") or result.checkpoint
+    with best_checkpoint.as_directory() as directory:
+        weights = read_weights(directory)
+    best_row = history.loc[history["val_dice"].idxmax()].to_dict()
+    best_uri = storage.join(run_uri, "best")
+    model = spec.build(pretrained=False)
+    model.load_state_dict(weights)
+    preprocess = config.data.preprocess
+    best_metrics = {k: float(v) for k, v in best_row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    save_model(best_uri, model, spec, preprocess=preprocess.model_dump(mode="json"), class_names=preprocess.class_names,
+               channels=channels, metrics=best_metrics, epoch=int(best_row["epoch"]), run_uri=run_uri)
+    summary = {
+        "run_uri": run_uri,
+        "best_model_uri": best_uri,
+        "best_epoch": int(best_row["epoch"]),
+        "best": best_metrics,
+        "epochs_run": int(history["epoch"].max()),
+        "stopped_early": bool(int(history["epoch"].max()) < config.optim.epochs),
+        "wall_time_s": wall_s,
+        "train_time_s": float(history["train_time_s"].sum()),
+        "images_per_s": float(history["images_per_s"].mean()),
+        "model": spec.to_dict(),
+        "hardware": hardware(config.scaling.workers, config.scaling.gpus_per_worker),
+    }
+    with tempfile.TemporaryDirectory() as local:
+        files = ("history.parquet", "train_curves.png", "summary.json", "config.yaml")
+        history.to_parquet(os.path.join(local, "history.parquet"), index=False)
+        plots.training_curves(history, os.path.join(local, "train_curves.png"))
+        with open(os.path.join(local, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        with open(os.path.join(local, "config.yaml"), "w") as f:
+            f.write(config.to_yaml())
+        for name in files:
+            with open(os.path.join(local, name), "rb") as f:
+                storage.write_bytes(storage.join(run_uri, name), f.read())
+        if mlflow_run_id:
+            from raysegment.train.tracking import close_mlflow_run
+
+            close_mlflow_run(config.tracking.mlflow_uri, mlflow_run_id, [os.path.join(local, n) for n in files])
+    return RunResult(run_uri=run_uri, best_model_uri=best_uri, history=history, summary=summary)
+
+
+def hardware(workers: int, gpus_per_worker: float) -> dict:
+    """Versions and machine names for the summary (taken on the driver; GPU name when visible here)."""
+    import ray
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {
+        "cpu": cpu,
+        "gpus": gpus,
+        "workers": workers,
+        "gpus_per_worker": gpus_per_worker,
+        "cluster_resources": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU", "memory")},
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

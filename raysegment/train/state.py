@@ -1,0 +1,95 @@
+"""What a training checkpoint holds, and how it is written and read back.
+
+A Ray Train checkpoint of raysegment is a directory with
+
+* ``state.pt``: model weights (wrapper prefixes removed), optimizer, scheduler and grad-scaler
+  state, and the :class:`Progress` counters;
+* ``history.json``: one metrics dict per finished epoch, so a restarted or resumed run continues
+  the same history and the driver can write ``history.parquet`` from the last checkpoint alone.
+
+Random state needs no saving: every epoch re-seeds torch, numpy and augmentation from
+``(seed, epoch, rank)``, so the epoch number in the checkpoint fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from raysegment.models.encoder_weights import strip_wrapper_prefixes
+
+STATE_FILE = "state.pt"
+HISTORY_FILE = "history.json"
+
+
+@dataclass
+class Progress:
+    """Counters that decide where a run goes on from.
+
+    Attributes:
+        epoch: last finished epoch (0 before the first).
+        best_dice: best validation Dice so far (-1 before any).
+        best_epoch: the epoch that reached it.
+        bad_epochs: epochs since the last improvement (early stopping).
+        stopped: early stopping fired; a resumed run does not train further.
+        history: one metrics dict per finished epoch.
+    """
+
+    epoch: int = 0
+    best_dice: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
+    history: list[dict] = field(default_factory=list)
+
+    def update(self, metrics: dict, patience: int | None, min_delta: float) -> bool:
+        """Record a finished epoch; returns whether it is the best so far."""
+        self.epoch = int(metrics["epoch"])
+        self.history.append(metrics)
+        improved = metrics["val_dice"] > self.best_dice + min_delta
+        if improved:
+            self.best_dice, self.best_epoch, self.bad_epochs = float(metrics["val_dice"]), self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped = patience is not None and self.bad_epochs >= patience
+        return improved
+
+
+def save_state(directory: str, model, optimizer, schedule, scaler, progress: Progress) -> None:
+    """Write ``state.pt`` and ``history.json`` into a local directory."""
+    counters = {k: v for k, v in asdict(progress).items() if k != "history"}
+    torch.save(
+        {
+            "model": {k: v.detach().cpu() for k, v in strip_wrapper_prefixes(model.state_dict()).items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "progress": counters,
+        },
+        os.path.join(directory, STATE_FILE),
+    )
+    with open(os.path.join(directory, HISTORY_FILE), "w") as f:
+        json.dump(progress.history, f)
+
+
+def read_history(directory: str) -> list[dict]:
+    with open(os.path.join(directory, HISTORY_FILE)) as f:
+        return json.load(f)
+
+
+def read_weights(directory: str) -> dict[str, torch.Tensor]:
+    """The model state dict of a checkpoint directory (no optimizer state is kept in memory)."""
+    return torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)["model"]
+
+
+def load_state(directory: str, model, optimizer, schedule, scaler) -> Progress:
+    """Restore everything :func:`save_state` wrote; ``model`` may be DDP-wrapped."""
+    state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
+    getattr(model, "module", model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    return Progress(**state["progress"], history=read_history(directory))

@@ -1,0 +1,104 @@
+"""The job config: YAML, dotted overrides, CLI overrides, image size, and every seed job file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raysegment.errors import ConfigError
+from raysegment.train import TrainConfig, load_config
+from raysegment.train.config import (
+    apply_overrides,
+    cli_overrides,
+    parse_set,
+    with_image_size,
+)
+
+JOBS = sorted(p for p in (Path(__file__).parents[2] / "jobs").glob("*.yaml")
+              if p.name != "nightly_infer.yaml" and not p.name.startswith("tune_"))
+
+
+def test_yaml_then_overrides(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"model": {"name": "unet", "config": {"depth": 3}}, "optim": {"lr": 0.01, "epochs": 5}}))
+    config = load_config(str(job), cli_overrides(lr=0.5, sets=["model.config.base_channels=4", "optim.loss={bce: 0.3, dice: 0.7}"]))
+    assert config.optim.lr == 0.5  # the option beats the file
+    assert config.optim.epochs == 5  # the file beats the default
+    assert config.model.config == {"depth": 3, "base_channels": 4}
+    assert config.optim.loss == {"bce": 0.3, "dice": 0.7}
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    config = load_config(None, {"out": str(tmp_path / "run"), "optim.epochs": 3, "data.preprocess.channels": ["flair"]})
+    config.save(str(tmp_path / "config.yaml"))
+    assert load_config(str(tmp_path / "config.yaml")) == config
+
+
+def test_cli_overrides_map_options():
+    out = cli_overrides(epochs=4, channels="flair, t1ce", encoder_weights="none", loss="bce_dice", augment=False, model=None)
+    assert out == {"optim.epochs": 4, "data.preprocess.channels": ["flair", "t1ce"], "model.config.encoder_weights": None,
+                   "optim.loss": "bce_dice", "data.augment.enabled": False}
+
+
+def test_image_size_sets_last_resize_or_appends_one():
+    config = load_config(None, {"data.preprocess.steps": [{"name": "resize", "size": 64}, {"name": "scale"}]}, image_size=32)
+    assert config.data.preprocess.steps == [{"name": "resize", "size": 32}, {"name": "scale"}]
+    cropped = load_config(None, {"data.preprocess.steps": [{"name": "center_crop", "size": 128}]})
+    assert with_image_size(cropped, 48).data.preprocess.steps[-1] == {"name": "resize", "size": 48}
+
+
+@pytest.mark.parametrize(
+    "overrides, problem",
+    [
+        ({"optim.optimizer": "rmsprop"}, "optim.optimizer"),
+        ({"model.name": "nonet"}, "unknown model 'nonet'"),
+        ({"optim.epochs": 0}, "optim.epochs"),
+        ({"optim.lrr": 1}, "optim.lrr"),
+        ({"data.preprocess.steps": [{"name": "blur"}]}, "data.preprocess.steps"),
+    ],
+)
+def test_invalid_values_are_one_line_config_errors(overrides, problem):
+    with pytest.raises(ConfigError, match=problem) as info:
+        apply_overrides(TrainConfig(), overrides, source="job.yaml")
+    assert "\n" not in str(info.value) and str(info.value).startswith("job.yaml")
+
+
+def test_bad_set_syntax_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_set(["optim.lr"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(str(bad))
+
+
+def test_there_is_one_job_per_seed_experiment():
+    names = {p.stem for p in JOBS}
+    assert {"lgg_unet", "lgg_unetpp", "lgg_transunet", "lgg_smp_unet_vgg16", "lgg_smp_unet_resnet50",
+            "lgg_smp_unet_resnet50_frozen", "brats_smp_unet_resnet34", "lv_unet"} <= names
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda p: p.stem)
+def test_job_files_validate_and_build_their_model(job):
+    config = load_config(str(job))
+    spec_config = dict(config.model.config)
+    if "encoder_weights" in spec_config:
+        spec_config["encoder_weights"] = None  # no download in tests; the architecture is what is checked
+    from raysegment.models import create_model
+
+    channels = len(config.data.preprocess.channels or ["mr"])
+    create_model(config.model.name, in_channels=channels, classes=config.data.preprocess.num_classes, **spec_config)
+
+
+def test_seed_job_settings():
+    brats = load_config(str(Path(JOBS[0]).parent / "brats_smp_unet_resnet34.yaml"))
+    assert brats.data.preprocess.class_names == ["WT", "TC", "ET"]
+    assert brats.data.preprocess.channels == ["flair", "t1", "t1ce", "t2"]
+    assert (brats.optim.optimizer, brats.optim.lr, brats.optim.loss) == ("adamw", 1e-4, {"bce": 0.5, "jaccard": 0.5})
+    lv = load_config(str(Path(JOBS[0]).parent / "lv_unet.yaml"))
+    assert [s["name"] for s in lv.data.preprocess.steps] == ["percentile_clip", "center_crop"]
+    assert (lv.optim.lr, lv.optim.loss, lv.optim.optimizer) == (5e-4, "dice", "adam")
+    frozen = load_config(str(Path(JOBS[0]).parent / "lgg_smp_unet_resnet50_frozen.yaml"))
+    assert frozen.model.config == {"encoder": "resnet50", "encoder_weights": "imagenet", "freeze_encoder_stages": 2}
