@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from raysegment import storage
+from raysegment.config import read_yaml_mapping
 from raysegment.errors import ConfigError
 
 OutputFormat = Literal["auto", "nifti", "tiff", "png", "dicom-seg"]
@@ -66,16 +66,7 @@ class InferConfig(BaseModel):
         Raises:
             ConfigError: unreadable YAML, unknown or invalid fields, or a bad date.
         """
-        import yaml
-
-        data: dict[str, Any] = {}
-        if uri is not None:
-            try:
-                data = yaml.safe_load(storage.read_bytes(uri)) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{uri}: not valid YAML ({' '.join(str(exc).split())})") from exc
-            if not isinstance(data, dict):
-                raise ConfigError(f"{uri}: expected a mapping of config fields, got {type(data).__name__}")
+        data = read_yaml_mapping(uri) if uri is not None else {}
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             config = cls(**data)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from raysegment import storage
+from raysegment.config import read_yaml_mapping, validate
 from raysegment.errors import ConfigError
 from raysegment.preprocess import PreprocessConfig
 
@@ -195,12 +196,7 @@ def with_image_size(config: TrainConfig, size: int) -> TrainConfig:
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    return validate(TrainConfig, data, source)
 
 
 def load_config(uri: str | None, overrides: dict[str, Any] | None = None, image_size: int | None = None) -> TrainConfig:
@@ -209,13 +205,6 @@ def load_config(uri: str | None, overrides: dict[str, Any] | None = None, image_
     Args:
         image_size: see :func:`with_image_size`, applied last.
     """
-    data: dict[str, Any] = {}
-    if uri is not None:
-        try:
-            data = yaml.safe_load(storage.read_bytes(uri)) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{uri}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{uri}: a job file must be a mapping of sections")
+    data = read_yaml_mapping(uri) if uri is not None else {}
     config = apply_overrides(data, overrides or {}, source=uri or "config")
     return with_image_size(config, image_size) if image_size else config

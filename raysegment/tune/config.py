@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from raysegment import storage
-from raysegment.errors import ConfigError
+from raysegment.config import read_yaml_mapping, validate
 from raysegment.train.config import TrainConfig, set_dotted
 
 
@@ -70,16 +69,6 @@ class TuneConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _read_yaml(uri: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(storage.read_bytes(uri)) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{uri}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{uri}: expected a mapping")
-    return data
-
-
 def load_tune_config(job: str | None = None, train_config: str | None = None, space: str | None = None,
                      overrides: dict[str, Any] | None = None) -> TuneConfig:
     """Build a :class:`TuneConfig` from a tune job file, a base training job, a space file and options.
@@ -92,17 +81,12 @@ def load_tune_config(job: str | None = None, train_config: str | None = None, sp
     """
     from raysegment.tune.space import load_space
 
-    data = _read_yaml(job) if job else {}
+    data = read_yaml_mapping(job) if job else {}
     if train_config:
-        data["train"] = _read_yaml(train_config)
+        data["train"] = read_yaml_mapping(train_config)
     if space:
         data["space"] = {**(data.get("space") or {}), **load_space(space)}
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(data, key, value)
-    try:
-        return TuneConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{job or 'tune config'}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+    return validate(TuneConfig, data, job or "tune config")

@@ -23,9 +23,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 
-from raysegment import storage
+from raysegment.config import read_yaml_mapping
 from raysegment.errors import ConfigError
 
 KINDS = ("choice", "uniform", "loguniform", "grid")
@@ -54,13 +53,7 @@ def default_space(model: str) -> dict[str, Any]:
 
 def load_space(uri: str) -> dict[str, Any]:
     """A space YAML file (local or s3://) as a mapping of dotted keys."""
-    try:
-        data = yaml.safe_load(storage.read_bytes(uri)) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{uri}: not valid YAML ({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{uri}: a search space must be a mapping of dotted config keys")
-    return data
+    return read_yaml_mapping(uri)
 
 
 def merge_space(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

@@ -157,7 +157,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def local_ray_cluster():
-    """A separate local Ray cluster (1 CPU, no dashboard) for subprocesses to join.
+    """A separate local Ray cluster (2 CPUs, no dashboard) for subprocesses to join.
 
     Independent of the in-process ``ray_session`` fixture: its own temp dir, free ports for
     every listener, and token authentication, as on a `ray up` cluster. Stopped by process
@@ -178,7 +178,7 @@ def local_ray_cluster():
     if get_ray_client_dependency_error() is None:
         ports.append("--ray-client-server-port")  # else no client server starts (default 10001)
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-               "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false",
+               "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
                "--disable-usage-stats", f"--temp-dir={temp_dir / 'ray'}"]
     command += [f"{flag}={_free_port()}" for flag in ports]
     if not Path(command[0]).exists():
