@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom.data as pydicom_data
 import pytest
 
 from raysegment.errors import ScanReadError
 from raysegment.readers import read_scan
 
-pydicom_data = pytest.importorskip("pydicom.data")
 
 
 def example(name: str) -> str:
