@@ -11,6 +11,29 @@ import os
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
+def worker_env() -> dict[str, str]:
+    """The driver's settings that every Ray worker needs: storage endpoint, region, ``RAYSEGMENT_*``.
+
+    Credentials are deliberately left out: a runtime env is shown on the dashboard and stored with
+    the job, cluster nodes get theirs from an IAM role, and a local instance's workers inherit the
+    driver's environment anyway.
+    """
+    return {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("RAYSEGMENT_")}
+
+
+def task_runtime_env() -> dict | None:
+    """A runtime_env for tasks and actors when :func:`worker_env` changed after ``ray.init``, else None.
+
+    None in the usual case: a runtime_env of their own would make Ray start a separate pool of
+    worker processes (imports and all) just for them.
+    """
+    import ray
+
+    wanted = worker_env()
+    job = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+    return None if all(job.get(k) == v for k, v in wanted.items()) else {"env_vars": wanted}
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
     """Connect to Ray once per process; a no-op if Ray is already initialised.
 
@@ -24,9 +47,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
     if ray.is_initialized():
         return ray.get_runtime_context()
     address = address or os.environ.get("RAY_ADDRESS") or None
-    # Workers must reach the same storage endpoint as the driver. Credentials are not forwarded:
-    # a runtime env is shown on the dashboard, and cluster nodes get theirs from an IAM role.
-    env_vars = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("RAYSEGMENT_")}
+    env_vars = worker_env()  # workers must reach the same storage endpoint as the driver
     kwargs = dict(
         address=address,
         log_to_driver=not quiet,

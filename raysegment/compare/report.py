@@ -92,7 +92,7 @@ def markdown(table: pd.DataFrame, records: list[ModelRecord], overlays: dict[str
     lines.append("|" + "---|" * len(columns))
     for name, row in table.iterrows():
         lines.append("| " + " | ".join([name, *(_cell(v) for v in row.tolist())]) + " |")
-    lines += ["", f"![scores](comparison.png)", ""]
+    lines += ["", "![scores](comparison.png)", ""]
     for name, figures in overlays.items():
         lines += [f"## {name}", ""]
         lines += [f"![{key}]({path})" for key, path in figures]

@@ -28,6 +28,9 @@ class InferConfig(BaseModel):
         out: output root: ``masks/``, ``records/``, ``metrics.parquet``, ``errors.parquet``, ``run.json``.
         workers: predictor actors, each loading the model once.
         gpus_per_worker: GPUs per predictor actor (0 runs on CPU).
+        cpus_per_worker: CPUs reserved per predictor actor; on CPU its model also runs that many
+            threads (rounded up), so ``workers * cpus_per_worker`` near the node's cores uses the
+            whole machine while decode and write tasks fill the gaps.
         batch_size: slices per forward pass.
         format: mask format; ``auto`` writes the input's format (NIfTI for DICOM input).
         overwrite: redo cases that are already complete in ``out``.
@@ -45,6 +48,7 @@ class InferConfig(BaseModel):
     out: str
     workers: int = Field(1, ge=1)
     gpus_per_worker: float = Field(0.0, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
     format: OutputFormat = "auto"
     overwrite: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ class Plan:
         class_names: one name per model output channel.
         format: requested output format (``auto`` resolves per case).
         threshold, largest_component, save_probabilities, overwrite, batch_size: from the config.
+        threads: intra-op threads of a predictor running on CPU (the CPUs it reserves, rounded up).
     """
 
     out: str
@@ -39,6 +41,7 @@ class Plan:
     save_probabilities: bool
     overwrite: bool
     batch_size: int
+    threads: int = 1
 
     @classmethod
     def build(cls, config: InferConfig, metadata: dict[str, Any]) -> Plan:
@@ -63,6 +66,7 @@ class Plan:
             save_probabilities=config.save_probabilities,
             overwrite=config.overwrite,
             batch_size=config.batch_size,
+            threads=max(1, math.ceil(config.cpus_per_worker)),
         )
 
     @property

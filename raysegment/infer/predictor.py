@@ -29,6 +29,9 @@ class Predictor:
         from raysegment.models import load_model
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            # Ray sets OMP_NUM_THREADS from whole reserved CPUs only; a fractional share would run 1.
+            torch.set_num_threads(plan.threads)
         self.model, _ = load_model(plan.model_uri, map_location=self.device)
         self.batch_size = plan.batch_size
         self.classes = len(plan.class_names)

@@ -20,11 +20,13 @@ from typing import Any
 import pandas as pd
 
 from raysegment import storage
+from raysegment.errors import ConfigError
 from raysegment.infer.config import InferConfig
 from raysegment.infer.decode import decode_case
 from raysegment.infer.plan import Plan
 from raysegment.infer.predictor import Predictor
 from raysegment.infer.write import write_case
+from raysegment.runtime import task_runtime_env
 
 _MANIFEST_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "format"]
 ERROR_COLUMNS = ["case_id", "stage", "error"]
@@ -92,6 +94,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     if config.limit is not None:
         manifest = manifest.head(config.limit)
     init_ray(config.address)
+    check_capacity(config)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws one progress bar per case instead
     context.print_on_execution_start = False
@@ -116,7 +119,7 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame):
     per_call = _cases_per_call(manifest, config.batch_size)
     rows = manifest[_MANIFEST_COLUMNS].reset_index(drop=True)
     ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
-    env = _worker_env()
+    env = task_runtime_env()
     # Decode and write are partly waiting on storage, hence half a CPU each; resources unlike the
     # predictor's also keep Ray Data from fusing decoding into the (one per GPU) predictor actors.
     ds = ds.map(decode_case, fn_kwargs={"plan": plan}, num_cpus=_IO_TASK_CPUS, runtime_env=env)
@@ -125,23 +128,34 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame):
         fn_constructor_kwargs={"plan": plan},
         batch_size=per_call,
         compute=ray.data.ActorPoolStrategy(size=config.workers),
+        num_cpus=config.cpus_per_worker,
         num_gpus=config.gpus_per_worker or None,
         runtime_env=env,
     )
     return ds.map(write_case, fn_kwargs={"plan": plan}, num_cpus=_IO_TASK_CPUS, runtime_env=env)
 
 
-def _worker_env() -> dict[str, Any] | None:
-    """A runtime_env giving every task and actor this process's storage endpoint and credentials.
+def check_capacity(config: InferConfig) -> None:
+    """Fail fast when the predictors would take every CPU of a local Ray instance.
 
-    None when the Ray job already passes the same values (``init_ray`` does): a runtime_env of its
-    own would make Ray start a separate pool of worker processes for the run.
+    Decode and write tasks need ``_IO_TASK_CPUS`` beside the predictor actors; without it Ray Data
+    waits forever. Only a local instance is checked: a cluster may be about to scale up.
+
+    Raises:
+        ConfigError: naming the request and the CPUs there are.
     """
     import ray
 
-    wanted = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "RAYSEGMENT_"))}
-    job = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
-    return None if all(job.get(k) == v for k, v in wanted.items()) else {"env_vars": wanted}
+    if (config.address or os.environ.get("RAY_ADDRESS")) is not None:
+        return
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    wanted = config.workers * config.cpus_per_worker
+    if wanted + _IO_TASK_CPUS > cpus:
+        raise ConfigError(
+            f"--workers {config.workers} x --cpus-per-worker {config.cpus_per_worker:g} = {wanted:g} CPUs for predictors "
+            f"leaves less than {_IO_TASK_CPUS:g} of the {cpus:g} local CPUs for reading and writing scans; "
+            f"lower --workers or --cpus-per-worker (e.g. --cpus-per-worker {max(cpus - _IO_TASK_CPUS, 0.1) / config.workers:.2g})"
+        )
 
 
 def _cases_per_call(manifest: pd.DataFrame, batch_size: int) -> int:

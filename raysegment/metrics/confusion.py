@@ -6,10 +6,18 @@ of a batch or an epoch and scores the sums; evaluation scores one case at a time
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 SCORE_NAMES = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "fnr")
+
+
+def _is_tensor(value) -> bool:
+    # A tensor means torch is imported already; numpy-only callers (the inference writers) then
+    # never pay for importing it.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def confusion_counts(pred, target):
@@ -48,7 +56,9 @@ def scores_from_counts(tp, fp, fn, tn) -> dict:
     Returns:
         name -> float64 array (or tensor) of the counts' shape, names as in :data:`SCORE_NAMES`.
     """
-    if isinstance(tp, torch.Tensor):
+    if _is_tensor(tp):
+        import torch
+
         where, (tp, fp, fn, tn) = torch.where, (torch.as_tensor(c, device=tp.device).double() for c in (tp, fp, fn, tn))
     else:
         where, (tp, fp, fn, tn) = np.where, (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn, tn))

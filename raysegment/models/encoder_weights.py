@@ -13,7 +13,6 @@ import io
 import os
 
 import torch
-from timm.models import adapt_input_conv
 from torch import nn
 
 from raysegment import storage
@@ -69,6 +68,8 @@ def load_encoder_weights(encoder: nn.Module, uri: str) -> None:
     Raises:
         ConfigError: naming the file and the first mismatching keys.
     """
+    from timm.models import adapt_input_conv  # deferred: timm imports torchvision
+
     state = read_state_dict(uri)
     if any(key.startswith("encoder.") for key in state):
         state = {key[len("encoder.") :]: value for key, value in state.items() if key.startswith("encoder.")}

@@ -18,24 +18,31 @@ classes, as published. Weights start random: there is no download here.
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from timm.layers import GroupNormAct, StdConv2d, resample_abs_pos_embed, trunc_normal_
-from timm.models import FeatureListNet
-from timm.models.resnetv2 import ResNetV2
-from timm.models.vision_transformer import Block, init_weights_vit_timm
 from torch import nn
 
 from raysegment.errors import ConfigError
 from raysegment.models.blocks import ConvBNReLU, check_input_size
 from raysegment.models.factory import MODELS
 
+if TYPE_CHECKING:
+    from timm.models import FeatureListNet
+
+# timm (which imports torchvision) is imported when a TransUNet is built, not when the registry
+# is: every fresh Ray worker that loads another model saves seconds of imports.
+
 
 def cnn_backbone(
     in_channels: int, layers: tuple[int, ...], widths: tuple[int, ...], stem_channels: int, norm_groups: int
 ) -> FeatureListNet:
     """ResNetV2 (no pre-activation) returning its stem (1/2) and three stage (1/4, 1/8, 1/16) features."""
+    from timm.layers import GroupNormAct, StdConv2d
+    from timm.models import FeatureListNet
+    from timm.models.resnetv2 import ResNetV2
+
     if len(layers) != 3 or len(widths) != 3:
         raise ConfigError(f"transunet: cnn_layers and cnn_widths need 3 entries (stages at 1/4, 1/8, 1/16), got {layers} and {widths}")
     resnet = ResNetV2(
@@ -95,6 +102,9 @@ class TransUNet(nn.Module):
         decoder_channels: tuple[int, ...] = (256, 128, 64, 16),
         n_skip: int = 3,
     ):
+        from timm.layers import trunc_normal_
+        from timm.models.vision_transformer import Block, init_weights_vit_timm
+
         super().__init__()
         if len(decoder_channels) != 4 or not 0 <= n_skip <= 3 or img_size % 16:
             raise ConfigError("transunet: decoder_channels needs 4 entries, n_skip must be 0-3 and img_size divisible by 16")
@@ -138,6 +148,8 @@ class TransUNet(nn.Module):
         tokens = tokens.flatten(2).transpose(1, 2)  # (N, h*w, hidden)
         pos = self.pos_embed
         if (h, w) != (self.grid, self.grid):
+            from timm.layers import resample_abs_pos_embed
+
             pos = resample_abs_pos_embed(pos, new_size=[h, w], old_size=[self.grid, self.grid], num_prefix_tokens=0)
         tokens = self.norm(self.blocks(self.pos_drop(tokens + pos)))
         return tokens.transpose(1, 2).reshape(n, c, h, w), [eighth, quarter, half]

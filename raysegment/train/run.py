@@ -134,15 +134,6 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     return write_reports(config, spec, channels, result, run_uri, time.perf_counter() - started, mlflow_run_id)
 
 
-def forwarded_env() -> dict[str, str]:
-    """Storage and tracking settings of the driver's environment, for the workers.
-
-    Ray starts worker processes with the environment of ``ray.init`` time; settings exported later
-    (an MLflow option, S3 credentials) would otherwise not reach rank 0's logger and uploads.
-    """
-    return {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "MLFLOW_", "RAYSEGMENT_"))}
-
-
 def write_reports(config: TrainConfig, spec: ModelSpec, channels: list[str], result, run_uri: str,
                   wall_s: float, mlflow_run_id: str | None) -> RunResult:
     """Export the best model and write history, curves and summary from the run's checkpoints."""

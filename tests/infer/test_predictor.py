@@ -37,3 +37,15 @@ def test_cases_are_split_back_and_failures_isolated(lgg):
         expected = torch.sigmoid(model(torch.from_numpy(volume))).numpy()
     np.testing.assert_allclose(out["prob"][0], expected, atol=1e-5)
     assert "image" not in out
+
+
+def test_predictor_runs_as_many_threads_as_cpus_it_reserves(lgg):
+    config = InferConfig(model=lgg["model"], manifest="m", out="o", cpus_per_worker=1.5)
+    plan = Plan.build(config, read_metadata(lgg["model"]))
+    assert plan.threads == 2  # Ray's OMP_NUM_THREADS would give a fractional share 1
+    before = torch.get_num_threads()
+    try:
+        Predictor(plan)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

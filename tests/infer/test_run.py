@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from raysegment import storage
+from raysegment.errors import ConfigError
 from raysegment.infer import InferConfig, case_key, run_inference
 from raysegment.readers import read_mask
 
@@ -86,3 +87,13 @@ def test_a_night_without_new_scans_is_a_clean_empty_run(lgg, tmp_path, ray_sessi
     assert (result.cases, result.exit_code) == (0, 0)
     assert pd.read_parquet(tmp_path / "out" / "errors.parquet").columns.tolist() == ["case_id", "stage", "error"]
     assert json.loads((tmp_path / "out" / "run.json").read_text())["cases"] == 0
+
+
+def test_predictors_that_take_every_local_cpu_fail_fast(lgg, tmp_path, ray_session, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # Two 1-CPU predictors on the 2-CPU test instance would leave Ray Data no CPU to read scans with.
+    config = InferConfig(model=lgg["model"], manifest=lgg["manifest"], out=str(tmp_path / "out"), workers=2)
+    with pytest.raises(ConfigError, match=r"--workers 2 x --cpus-per-worker 1 = 2 CPUs.*of the 2 local CPUs") as info:
+        run_inference(config)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,25 @@
+"""What the driver's environment gives Ray workers: storage endpoint and settings, never credentials."""
+
+from __future__ import annotations
+
+from raysegment.runtime import task_runtime_env, worker_env
+
+
+def test_worker_env_carries_endpoint_and_settings_but_no_secrets(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://minio:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("RAYSEGMENT_S3_RETRIES", "7")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-dashboard")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "nor-this")
+    env = worker_env()
+    assert env["AWS_ENDPOINT_URL_S3"] == "http://minio:9000" and env["AWS_REGION"] == "eu-west-1"
+    assert env["RAYSEGMENT_S3_RETRIES"] == "7"
+    assert not any(key.startswith(("AWS_SECRET", "AWS_ACCESS", "AWS_SESSION")) for key in env)
+
+
+def test_tasks_get_a_runtime_env_only_when_settings_changed_after_init(ray_session, monkeypatch):
+    # The session's Ray started with this process's worker_env(): no separate worker pool needed.
+    assert task_runtime_env() is None
+    monkeypatch.setenv("RAYSEGMENT_LATE_SETTING", "1")
+    assert task_runtime_env() == {"env_vars": worker_env()}
+    assert task_runtime_env()["env_vars"]["RAYSEGMENT_LATE_SETTING"] == "1"
