@@ -57,7 +57,7 @@ def prepare(root: str, kind: str, patients: int, size: int, per_patient: int, ba
     return manifest, model
 
 
-def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, start: float) -> dict:
+def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, start: float, amp: str = "none") -> dict:
     """The same job in one process, one case after another: read, preprocess, model in batches,
     back to the input grid, threshold, write the mask in the input's format. ``start``: the
     process's clock before its first import."""
@@ -71,7 +71,11 @@ def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, star
     from raysegment.readers import read_scan
     from raysegment.writers import WRITERS, Reference, output_format
 
-    model, metadata = load_model(model_uri)
+    from raysegment.models import precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, metadata = load_model(model_uri, map_location=device)
+    autocast = precision.autocast(amp, device)
     config = PreprocessConfig(**metadata["preprocess"])
     finished = []  # (seconds since start, slices) per case
     with torch.inference_mode():
@@ -84,8 +88,12 @@ def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, star
             prepared = [apply_steps(image[..., k], None, config) for k in range(image.shape[-1])] if image.ndim == 4 \
                 else [apply_steps(image, None, config)]
             images = np.stack([p[0] for p in prepared])
-            prob = np.concatenate([torch.sigmoid(model(torch.from_numpy(images[i : i + batch_size]))).numpy()
-                                   for i in range(0, len(images), batch_size)])
+            outputs = []
+            for i in range(0, len(images), batch_size):
+                with autocast():
+                    logits = model(torch.from_numpy(images[i : i + batch_size]).to(device))
+                outputs.append(torch.sigmoid(logits.float()).cpu().numpy())
+            prob = np.concatenate(outputs)
             mask = binarize(to_input_grid(prob, prepared[0][2], orientation, volume=image.ndim == 4), 0.5, False)
             writer = WRITERS.get(output_format("auto", scans[0].metadata.get("format") or row["format"]))()
             reference = Reference(row["case_id"], scans[0].affine, scans[0].spacing, scans[0].metadata,
@@ -104,16 +112,30 @@ def rates(finished: list[tuple[float, int]]) -> dict:
             "steady_slices_per_s": round((slices - finished[0][1]) / (last - first), 2) if last > first else None}
 
 
-def run_bare(manifest: str, model: str, batch_size: int, out: str) -> dict:
+def run_bare(manifest: str, model: str, batch_size: int, out: str, amp: str) -> dict:
     """:func:`bare_loop` in a fresh Python process (its imports are part of its time)."""
     import subprocess
     import sys
 
     code = (f"import time; start = time.perf_counter(); import json, sys; "
             f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); from infer_throughput import bare_loop; "
-            f"print(json.dumps(bare_loop({manifest!r}, {model!r}, {batch_size}, {out!r}, start)))")
+            f"print(json.dumps(bare_loop({manifest!r}, {model!r}, {batch_size}, {out!r}, start, {amp!r})))")
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def gpu_figures(model_uri: str, size: int, ray: dict, bare: dict, amp: str) -> dict:
+    """Device, amp and model FLOP utilisation of the steady rates (one slice = one forward pass)."""
+    import torch
+
+    from raysegment.models import load_model
+    from raysegment.models.flops import forward_flops, mfu
+
+    name = torch.cuda.get_device_name()
+    model, metadata = load_model(model_uri)
+    flops = forward_flops(model, torch.rand(1, int(metadata["model"]["in_channels"]), size, size))
+    return {"device": name, "amp": amp, "gflops_per_slice": round(flops / 1e9, 3),
+            "raysegment_mfu": mfu(flops, ray["steady_slices_per_s"], name), "bare_mfu": mfu(flops, bare["steady_slices_per_s"], name)}
 
 
 def main() -> None:
@@ -126,7 +148,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="bf16 for the GPU figures")
     args = parser.parse_args()
+
+    import torch
 
     from raysegment.infer import InferConfig, run_inference
     from raysegment.runtime import init_ray
@@ -134,7 +159,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         manifest, model = prepare(root, args.kind, args.patients, args.size, args.slices, args.base_channels)
         os.makedirs(os.path.join(root, "bare"))
-        bare = run_bare(manifest, model, args.batch_size, os.path.join(root, "bare"))
+        bare = run_bare(manifest, model, args.batch_size, os.path.join(root, "bare"), args.amp)
+        gpu = torch.cuda.is_available()
         init_ray()
         # One case first: a running cluster has its worker processes started and their imports done.
         run_inference(InferConfig(model=model, manifest=manifest, out=os.path.join(root, "warmup"), limit=1))
@@ -142,10 +168,12 @@ def main() -> None:
         start = time.perf_counter()
         result = run_inference(InferConfig(model=model, manifest=manifest, out=os.path.join(root, "out"),
                                            batch_size=args.batch_size, workers=args.workers,
-                                           cpus_per_worker=args.cpus_per_worker),
+                                           cpus_per_worker=args.cpus_per_worker, amp=args.amp,
+                                           gpus_per_worker=1 if gpu else 0),
                                on_case=lambda row, _: finished.append((time.perf_counter() - start, int(row["slices"]))))
         ray = rates(finished)
-    print(json.dumps({
+        figures = gpu_figures(model, args.size, ray, bare, args.amp) if gpu else {"device": "cpu"}
+    print(json.dumps({**figures,
         "benchmark": "infer_throughput", "kind": args.kind, "cases": result.cases, "slices": result.slices,
         "size": args.size, "base_channels": args.base_channels, "batch_size": args.batch_size, "workers": args.workers,
         "cpus_per_worker": args.cpus_per_worker,        "raysegment": ray, "bare_torch": bare,

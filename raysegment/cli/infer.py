@@ -21,6 +21,7 @@ def infer(
     gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per predictor actor (0: CPU).")] = None,
     cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per predictor actor; on CPU also its threads (rounded up).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Slices per forward pass.")] = None,
+    amp: Annotated[str | None, typer.Option(help="Autocast: none, bf16 or fp16 (GPU).")] = None,
     format: Annotated[str | None, typer.Option(help="Mask format: auto (the input's), nifti, tiff, png or dicom-seg.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo cases already complete in --out.")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N cases of the manifest.")] = None,
@@ -38,7 +39,7 @@ def infer(
 
     settings = InferConfig.load(
         config, date=date, model=model, manifest=manifest, out=out, workers=workers, gpus_per_worker=gpus_per_worker,
-        cpus_per_worker=cpus_per_worker, batch_size=batch_size, format=format, overwrite=overwrite or None, limit=limit, threshold=threshold,
+        cpus_per_worker=cpus_per_worker, batch_size=batch_size, amp=amp, format=format, overwrite=overwrite or None, limit=limit, threshold=threshold,
         largest_component=largest_component or None, save_probabilities=save_probabilities or None, address=address,
     )
     if json:

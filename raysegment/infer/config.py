@@ -32,6 +32,8 @@ class InferConfig(BaseModel):
             threads (rounded up), so ``workers * cpus_per_worker`` near the node's cores uses the
             whole machine while decode and write tasks fill the gaps.
         batch_size: slices per forward pass.
+        amp: forward passes under autocast: ``bf16`` (GPU or CPU) or ``fp16`` (GPU only; full
+            precision on CPU); masks may differ from full precision in a few boundary voxels.
         format: mask format; ``auto`` writes the input's format (NIfTI for DICOM input).
         overwrite: redo cases that are already complete in ``out``.
         limit: only the first ``limit`` cases of the manifest.
@@ -50,6 +52,7 @@ class InferConfig(BaseModel):
     gpus_per_worker: float = Field(0.0, ge=0)
     cpus_per_worker: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1)
+    amp: Literal["none", "bf16", "fp16"] = "none"
     format: OutputFormat = "auto"
     overwrite: bool = False
     limit: int | None = Field(None, ge=1)

@@ -26,6 +26,7 @@ class Plan:
         class_names: one name per model output channel.
         format: requested output format (``auto`` resolves per case).
         threshold, largest_component, save_probabilities, overwrite, batch_size: from the config.
+        amp: autocast dtype of the forward passes (``none``, ``bf16``, ``fp16``).
         threads: intra-op threads of a predictor running on CPU (the CPUs it reserves, rounded up).
     """
 
@@ -42,6 +43,7 @@ class Plan:
     overwrite: bool
     batch_size: int
     threads: int = 1
+    amp: str = "none"
 
     @classmethod
     def build(cls, config: InferConfig, metadata: dict[str, Any]) -> Plan:
@@ -67,6 +69,7 @@ class Plan:
             overwrite=config.overwrite,
             batch_size=config.batch_size,
             threads=max(1, math.ceil(config.cpus_per_worker)),
+            amp=config.amp,
         )
 
     @property

@@ -26,13 +26,17 @@ class Predictor:
     def __init__(self, plan: Plan):
         import torch
 
-        from raysegment.models import load_model
+        from raysegment.models import load_model, precision
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             # Ray sets OMP_NUM_THREADS from whole reserved CPUs only; a fractional share would run 1.
             torch.set_num_threads(plan.threads)
         self.model, _ = load_model(plan.model_uri, map_location=self.device)
+        self.autocast = precision.autocast(plan.amp, self.device)
+        self.channels_last = self.device.type == "cuda"  # tensor-core convolutions want NHWC
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = plan.batch_size
         self.classes = len(plan.class_names)
 
@@ -81,7 +85,11 @@ class Predictor:
                     # were grouped (CPU kernels take other paths for other batch sizes): a resumed run
                     # writes bit-identical masks.
                     chunk = np.concatenate([chunk, np.zeros((self.batch_size - count, *chunk.shape[1:]), chunk.dtype)])
-                logits = self.model(torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device))
+                inputs = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)
+                if self.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                with self.autocast():
+                    logits = self.model(inputs)
                 outputs.append(torch.sigmoid(logits[:count].float()).cpu().numpy())
         elapsed = time.perf_counter() - start
         prob = np.concatenate(outputs)

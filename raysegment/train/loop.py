@@ -8,7 +8,6 @@ saves into a temporary directory, and resume from ``ray.train.get_checkpoint()``
 
 from __future__ import annotations
 
-import contextlib
 import random
 import tempfile
 import time
@@ -19,7 +18,9 @@ import torch.distributed as dist
 
 from raysegment.losses import DeepSupervisionLoss, create_loss
 from raysegment.metrics import confusion_counts, scores_from_counts
+from raysegment.models import precision
 from raysegment.models.checkpoint import ModelSpec
+from raysegment.models.precision import autocast_dtype
 from raysegment.train.augment import Augmenter
 from raysegment.train.config import TrainConfig
 from raysegment.train.optim import create_optimizer, create_schedule
@@ -94,10 +95,8 @@ def train_func_per_worker(config: dict) -> None:
     loss_fn = DeepSupervisionLoss(create_loss(opt.loss, mode="binary" if spec.classes == 1 else "multilabel"))
     optimizer = create_optimizer([p for p in model.parameters() if p.requires_grad], opt)
     schedule = create_schedule(optimizer, opt, config["steps_per_epoch"])
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
-    # CPU autocast supports bf16 only; fp16 on CPU trains in full precision.
-    amp_on = amp_dtype is not None and (on_gpu or amp_dtype is torch.bfloat16)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_on and amp_dtype is torch.float16 and on_gpu)
+    # fp16 needs loss scaling against gradient underflow; bf16 has float32's range and does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(opt.amp, device) is torch.float16)
 
     progress = Progress()
     if checkpoint is not None:
@@ -108,7 +107,7 @@ def train_func_per_worker(config: dict) -> None:
     augmenter = Augmenter(job.data.augment)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_on else contextlib.nullcontext
+    autocast = precision.autocast(opt.amp, device)
 
     while progress.epoch < opt.epochs and not progress.stopped:
         epoch = progress.epoch + 1

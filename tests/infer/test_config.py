@@ -17,7 +17,7 @@ def test_nightly_job_fills_the_date():
     config = InferConfig.load(str(NIGHTLY), date="2026-03-04")
     assert config.manifest.endswith("/manifests/date=2026-03-04/manifest.parquet")
     assert config.out.endswith("/date=2026-03-04") and "{date}" not in config.model
-    assert config.gpus_per_worker == 1 and config.workers >= 1
+    assert config.gpus_per_worker == 1 and config.workers >= 1 and config.amp == "bf16"
 
 
 def test_default_date_is_today_utc(tmp_path):

@@ -49,3 +49,15 @@ def test_predictor_runs_as_many_threads_as_cpus_it_reserves(lgg):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_bf16_predictions_stay_close_to_full_precision(lgg):
+    rng = np.random.default_rng(1)
+    rows = [case_row("vol", "ok", image=rng.random((4, 3, 32, 32), dtype=np.float32))]
+    probs = {}
+    for amp in ("none", "bf16"):
+        plan = Plan.build(InferConfig(model=lgg["model"], manifest="m", out="o", amp=amp), read_metadata(lgg["model"]))
+        probs[amp] = Predictor(plan)(_batch(rows))["prob"][0]
+    assert probs["bf16"].dtype == np.float32
+    assert not np.array_equal(probs["bf16"], probs["none"])  # bf16 really ran
+    np.testing.assert_allclose(probs["bf16"], probs["none"], atol=0.05)
