@@ -143,7 +143,8 @@ def make_brats(out: str, patients: int = 6, size: int = 48, depth: int = 24, see
     return SampleInfo("brats", out, patients + validation, files)
 
 
-def _dicom_bytes(pixels: np.ndarray, patient: str, slice_no: int, spacing: float, rng_uid: Callable[[], str]) -> bytes:
+def _dicom_bytes(pixels: np.ndarray, patient: str, slice_no: int, spacing: float, rng_uid: Callable[[], str],
+                 frame_of_reference: str) -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
@@ -159,6 +160,7 @@ def _dicom_bytes(pixels: np.ndarray, patient: str, slice_no: int, spacing: float
     ds.PatientID = patient
     ds.PatientBirthDate = "19600101"
     ds.StudyInstanceUID, ds.SeriesInstanceUID = rng_uid(), rng_uid()
+    ds.FrameOfReferenceUID = frame_of_reference  # one per patient, as a scanner writes it; DICOM SEG needs it
     ds.InstanceNumber = slice_no
     ds.ImagePositionPatient = [-spacing * pixels.shape[1] / 2, -spacing * pixels.shape[0] / 2, 8.0 * slice_no]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -188,6 +190,8 @@ def make_lv(out: str, patients: int = 6, slices: int = 6, size: int = 96, seed: 
         test = p >= patients
         image_dir = storage.join(out, "test" if test else "training")
         mask_dir = storage.join(out, "test", "GT") if test else image_dir
+        # Derived, not drawn from rng: the sample's pixels stay what they were before it was added.
+        frame_of_reference = generate_uid(entropy_srcs=[patient, str(seed), "FrameOfReferenceUID"])
         center = size / 2 + rng.normal(0, size / 20, 2)
         radius = size * rng.uniform(0.1, 0.16)
         for k in range(1, slices + 1):
@@ -197,7 +201,7 @@ def make_lv(out: str, patients: int = 6, slices: int = 6, size: int = 96, seed: 
             body = _blob((size, size), (size / 2, size / 2), (size * 0.45, size * 0.4))
             image = np.where(body, 300 + 60 * _texture(rng, (size, size)), 20) + blood * 700 + myocardium * 100
             stem = f"{patient}_IM-0001-{k:04d}"
-            data = _dicom_bytes(np.clip(image, 0, 4095), patient, k, 1.4, uid)
+            data = _dicom_bytes(np.clip(image, 0, 4095), patient, k, 1.4, uid, frame_of_reference)
             storage.write_bytes(storage.join(image_dir, f"{stem}.dcm"), data)
             png = io.BytesIO()
             Image.fromarray(blood.astype(np.uint8) * 255).save(png, format="PNG")

@@ -8,7 +8,6 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from raysegment import storage
 from raysegment.cli import app
 from raysegment.infer import case_key
 from raysegment.ingest import ingest
@@ -20,11 +19,6 @@ pytestmark = pytest.mark.slow
 
 def test_lv_cases_become_pseudonymous_segs(tmp_path, ray_session, checkpoint_factory):
     make_sample_data(str(tmp_path / "lv"), "lv", patients=2, slices=1, size=32, test_patients=0)
-    for uri in storage.list_files(str(tmp_path / "lv")):
-        if uri.endswith(".dcm"):  # real MR images always have one; the sample generator omits it
-            dataset = pydicom.dcmread(uri)
-            dataset.FrameOfReferenceUID = pydicom.uid.generate_uid(entropy_srcs=[uri])
-            dataset.save_as(uri)
     manifest = ingest("lv", str(tmp_path / "lv"), str(tmp_path / "manifest.parquet")).manifest
     preprocess = PreprocessConfig(labels={"lv": "nonzero"}, steps=[{"name": "scale"}])
     model = checkpoint_factory(str(tmp_path / "model"), manifest, preprocess, in_channels=1, steps=5)
@@ -35,5 +29,6 @@ def test_lv_cases_become_pseudonymous_segs(tmp_path, ray_session, checkpoint_fac
         source = pydicom.dcmread(row.image_uris[0])
         seg = pydicom.dcmread(os.path.join(tmp_path, "out", "masks", f"{case_key(row.case_id)}.dcm"))
         assert seg.Modality == "SEG" and seg.PatientName.family_name == row.case_id and seg.PatientID == row.case_id
+        assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
         assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
         assert str(source.PatientName) not in str(seg) and seg.PatientBirthDate == ""
