@@ -21,6 +21,7 @@ import io
 import os
 import posixpath
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from typing import Iterator
 from urllib.parse import urlparse
@@ -283,6 +284,27 @@ def list_files(uri: str, recursive: bool = True) -> list[str]:
             continue
         out.append(f"s3://{info.path}" if is_s3(uri) else info.path)
     return sorted(out)
+
+
+def remove_stale_temporaries(uri: str, older_than_s: float = 3600.0) -> int:
+    """Delete the hidden ``.tmp-*`` files that killed writers left below a local ``uri``; returns how many.
+
+    Only files untouched for ``older_than_s`` go, so a writer still running elsewhere keeps its
+    own. S3 needs nothing: an upload is invisible until complete, and a bucket lifecycle rule
+    aborts unfinished multipart uploads.
+    """
+    uri = normalize(uri)
+    if is_s3(uri) or not os.path.isdir(uri):
+        return 0
+    cutoff, removed = time.time() - older_than_s, 0
+    for folder, _, names in os.walk(uri):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name.startswith(".tmp-") and os.path.getmtime(path) < cutoff:
+                with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
+                    os.unlink(path)
+                    removed += 1
+    return removed
 
 
 def list_dirs(uri: str) -> list[str]:

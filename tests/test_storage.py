@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -112,3 +113,15 @@ def test_unreachable_endpoint_fails_fast_with_clear_message(monkeypatch):
         storage.read_bytes("s3://bucket/key")
     with pytest.raises(StorageError, match="unreachable"):
         storage.write_bytes("s3://bucket/key", b"x")
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
+    (tmp_path / "masks").mkdir()
+    stale, fresh, kept = tmp_path / "masks" / ".tmp-abc.nii.gz", tmp_path / ".tmp-def.json", tmp_path / "masks" / "a.nii.gz"
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    assert storage.remove_stale_temporaries(str(tmp_path), older_than_s=3600) == 1
+    assert not stale.exists() and fresh.exists() and kept.exists()  # a live writer's file stays
+    assert storage.remove_stale_temporaries(str(tmp_path / "nowhere")) == 0

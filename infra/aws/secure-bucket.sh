@@ -2,7 +2,7 @@
 # Locks down the bucket raysegment uses: no public access, SSE-KMS by default (so every object is
 # encrypted even when a client sends no encryption header, as pyarrow never does), and the
 # bucket policy from infra/iam/bucket-policy.json (TLS only; no upload may ask for weaker
-# encryption). Safe to re-run.
+# encryption), and a lifecycle rule that aborts unfinished multipart uploads. Safe to re-run.
 #
 # Usage: infra/aws/secure-bucket.sh BUCKET_NAME
 set -euo pipefail
@@ -16,6 +16,9 @@ aws s3api put-public-access-block --bucket "$bucket" --public-access-block-confi
 # cuts KMS requests (and their cost) by caching a data key per bucket.
 aws s3api put-bucket-encryption --bucket "$bucket" --server-side-encryption-configuration \
   '{"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": true}]}'
+# A killed writer's unfinished multipart upload is invisible but billed: abort it after a day.
+aws s3api put-bucket-lifecycle-configuration --bucket "$bucket" --lifecycle-configuration \
+  '{"Rules": [{"ID": "abort-unfinished-uploads", "Status": "Enabled", "Filter": {"Prefix": ""}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}'
 aws s3api put-bucket-policy --bucket "$bucket" \
   --policy "$(sed -e "s|BUCKET_NAME|$bucket|g" "$iam_dir/bucket-policy.json")"
 echo "secured s3://$bucket"

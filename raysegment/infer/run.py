@@ -95,6 +95,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
         manifest = manifest.head(config.limit)
     init_ray(config.address)
     check_capacity(config)
+    storage.remove_stale_temporaries(config.out)  # what a run killed mid-write left behind
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws one progress bar per case instead
     context.print_on_execution_start = False

@@ -83,8 +83,13 @@ def test_a_night_without_new_scans_is_a_clean_empty_run(lgg, tmp_path, ray_sessi
 
     empty = str(tmp_path / "empty.parquet")
     write_manifest(to_table(pd.DataFrame({"case_id": pd.Series([], dtype=object)})), empty)
+    leftover = tmp_path / "out" / "masks" / ".tmp-killed.nii.gz"  # from last night's killed run
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a mask")
+    os.utime(leftover, (0, 0))
     result = run_inference(InferConfig(model=lgg["model"], manifest=empty, out=str(tmp_path / "out")))
     assert (result.cases, result.exit_code) == (0, 0)
+    assert not leftover.exists()
     assert pd.read_parquet(tmp_path / "out" / "errors.parquet").columns.tolist() == ["case_id", "stage", "error"]
     assert json.loads((tmp_path / "out" / "run.json").read_text())["cases"] == 0
 
