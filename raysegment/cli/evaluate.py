@@ -14,7 +14,7 @@ Opt = typer.Option
 def evaluate(
     model: Annotated[str, Opt("--model", "-m", help="Checkpoint folder, or a training run folder (its best/ model).")],
     manifest: Annotated[str, Opt(help="Manifest (.parquet, local or s3://).")],
-    out: Annotated[str, Opt("--out", "-o", help="Folder for case_metrics.parquet, summary.* and overlays/.")],
+    out: Annotated[str, Opt("--out", "-o", help="Folder for case_metrics.parquet, summary.*, overlays/ (and volume_* for slice datasets).")],
     split: Annotated[str, Opt(help="Comma-separated splits, e.g. test or train,val,test.")] = "test",
     threshold: Annotated[float, Opt(help="Probability above which a pixel is foreground.")] = 0.5,
     workers: Annotated[int, Opt(help="Parallel scoring actors.")] = 1,
@@ -30,12 +30,19 @@ def evaluate(
     if as_json:
         print_json(result.summary.to_dict(orient="records"))
         return
-    shown = result.summary[result.summary["metric"].isin(["dice", "iou", "precision", "recall", "hd95"])]
-    rows = shown[["split", "class", "metric", "mean", "std", "median"]].itertuples(index=False)
-    console.print(table(f"evaluation of {model}", ["split", "class", "metric", "mean", "std", "median"], rows))
+    _print_summary(result.summary, f"evaluation of {model}")
     console.print(f"per-case metrics: {result.out}/case_metrics.parquet", highlight=False)
+    if len(result.volumes):
+        _print_summary(result.volume_summary, "per patient volume (slices stacked)")
+        console.print(f"per-volume metrics: {result.out}/volume_metrics.parquet", highlight=False)
     for name, uri in result.figures.items():
         console.print(f"figure {name}: {uri}", highlight=False)
+
+
+def _print_summary(summary, title: str) -> None:
+    shown = summary[summary["metric"].isin(["dice", "iou", "precision", "recall", "hd95"])]
+    rows = shown[["split", "class", "metric", "mean", "std", "median"]].itertuples(index=False)
+    console.print(table(title, ["split", "class", "metric", "mean", "std", "median"], rows))
 
 
 def register(app: typer.Typer) -> None:

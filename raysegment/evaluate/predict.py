@@ -94,3 +94,39 @@ class CaseScorer:
 
     def __call__(self, row: dict) -> list[dict]:
         return self.score(row)
+
+
+class VolumeScorer(CaseScorer):
+    """Scores the slice cases of one volume together (a Ray Data ``map_groups`` callable class).
+
+    Slice datasets (LGG: one TIFF per slice) are scored per slice, as the seed reports do, and
+    per patient volume: the slices stacked in order and scored in 3D, which is what a Dice per
+    patient means. Each slice is predicted once for both. The slice files carry no slice distance,
+    so the stacking axis counts one unit per slice in HD95 and ASSD.
+    """
+
+    def score_volume(self, rows: list[dict]) -> list[dict]:
+        """Per-class rows of each slice (``level`` ``case``) and of the stacked volume (``level`` ``volume``)."""
+        rows = sorted(rows, key=lambda r: r["slice_index"])
+        cases = [self.predict(row) for row in rows]
+        out = []
+        for row, case in zip(rows, cases):
+            for r in case_metrics(case.prediction, case.truth, case.spacing, self.class_names):
+                out.append({"level": "case", "case_id": case.case_id, "volume_id": row["volume_id"], "split": row.get("split"),
+                            "dimensions": len(case.spacing), **r})
+        def stack(arrays):
+            return np.stack(arrays, axis=-1)
+
+        spacing = (*cases[0].spacing, 1.0)
+        for r in case_metrics(stack([c.prediction for c in cases]), stack([c.truth for c in cases]), spacing, self.class_names):
+            out.append({"level": "volume", "case_id": rows[0]["volume_id"], "volume_id": rows[0]["volume_id"],
+                        "split": rows[0].get("split"), "dimensions": 3, "slices": len(rows), **r})
+        return out
+
+    def __call__(self, group):
+        """One volume's slice rows (a pandas DataFrame) -> its case and volume metric rows."""
+        import pandas as pd
+
+        from raysegment.train.data import plain_row
+
+        return pd.DataFrame(self.score_volume([plain_row(r) for r in group.to_dict(orient="records")]))

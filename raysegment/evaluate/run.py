@@ -6,6 +6,8 @@ collects the small per-class metric rows, then writes
 * ``OUT/case_metrics.parquet``: one row per case and class (``raysegment.metrics.case_metrics``);
 * ``OUT/summary.parquet`` and ``OUT/summary.json``: mean, std, median and percentiles per split,
   class and metric (``raysegment.metrics.aggregate``);
+* for slice datasets (LGG), ``OUT/volume_metrics.parquet`` and ``OUT/volume_summary.parquet``: the
+  same per patient volume, its slices stacked and scored in 3D;
 * ``OUT/overlays/<split>_<best|median|worst>.png``: image, ground truth and prediction.
 """
 
@@ -20,13 +22,14 @@ import pandas as pd
 
 from raysegment import storage
 from raysegment.errors import ConfigError
-from raysegment.evaluate.predict import CaseScorer
+from raysegment.evaluate.predict import CaseScorer, VolumeScorer
 from raysegment.manifest import read_manifest
 from raysegment.metrics import aggregate
 from raysegment.models.checkpoint import read_metadata
 from raysegment.runtime import init_ray
 
 RANKS = ("best", "median", "worst")
+_SLICE_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "volume_id", "split", "format"]
 
 
 @dataclass
@@ -35,12 +38,15 @@ class EvalResult:
         cases: per case and class metric rows.
         summary: long table ``split, class, metric, mean, std, median, ...``.
         figures: overlay figure URIs by ``"<split>_<rank>"``.
+        volumes, volume_summary: the same per stacked volume, for slice datasets (else empty).
     """
 
     out: str
     cases: pd.DataFrame
     summary: pd.DataFrame
     figures: dict[str, str] = field(default_factory=dict)
+    volumes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    volume_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def mean(self, metric: str = "dice", split: str | None = None) -> float:
         """Mean of a metric over cases and classes (of one split, when given)."""
@@ -84,19 +90,42 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
     ray.data.DataContext.get_current().enable_progress_bars = False
     from raysegment.train.data import plain_row
 
-    ds = ray.data.from_items([plain_row(r) for r in rows.to_dict(orient="records")], override_num_blocks=max(1, min(len(rows), 4 * workers)))
-    scored = ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, threshold), compute=ray.data.ActorPoolStrategy(size=workers))
+    # Slices of a known volume are scored per slice and per stacked volume in one pass.
+    grouped = (rows["level"] == "slice") & rows["volume_id"].notna()
+    parts = []
+    if (~grouped).any():
+        single = rows[~grouped]
+        ds = ray.data.from_items([plain_row(r) for r in single.to_dict(orient="records")],
+                                 override_num_blocks=max(1, min(len(single), 4 * workers)))
+        parts += ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, threshold),
+                             compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
+    if grouped.any():
+        ds = ray.data.from_items([plain_row(r) for r in rows[grouped][_SLICE_COLUMNS].to_dict(orient="records")])
+        parts += ds.groupby("volume_id").map_groups(VolumeScorer, fn_constructor_args=(model_uri, threshold),
+                                                    batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
+    scored = pd.DataFrame(parts)
+    levels = scored["level"] if "level" in scored else pd.Series("case", index=scored.index)
+    cases, volumes = scored[levels == "case"].drop(columns=["level", "slices"], errors="ignore"), scored[levels == "volume"]
     class_order = {name: k for k, name in enumerate(read_metadata(model_uri).get("class_names") or [])}
-    cases = pd.DataFrame(scored.take_all())
-    cases = cases.sort_values(["split", "case_id", "class"], key=lambda c: c.map(class_order) if c.name == "class" else c,
+
+    def order(df: pd.DataFrame) -> pd.DataFrame:
+        return df.sort_values(["split", "case_id", "class"], key=lambda c: c.map(class_order) if c.name == "class" else c,
                               ignore_index=True)
+
+    cases = order(cases.drop(columns=["volume_id"]) if "volume_id" in cases else cases)
     summary = aggregate(cases, by=("split", "class"))
     out = storage.normalize(out or storage.join(model_uri, "evaluation"))
     _write_parquet(cases, storage.join(out, "case_metrics.parquet"))
     _write_parquet(summary, storage.join(out, "summary.parquet"))
     storage.write_bytes(storage.join(out, "summary.json"), summary.to_json(orient="records", indent=2).encode())
+    volume_summary = pd.DataFrame()
+    if len(volumes):
+        volumes = order(volumes.drop(columns=["level", "case_id"]).rename(columns={"volume_id": "case_id"}))
+        volume_summary = aggregate(volumes, by=("split", "class"))
+        _write_parquet(volumes, storage.join(out, "volume_metrics.parquet"))
+        _write_parquet(volume_summary, storage.join(out, "volume_summary.parquet"))
     figures = overlays(CaseScorer(model_uri, threshold), rows, cases, out)
-    return EvalResult(out=out, cases=cases, summary=summary, figures=figures)
+    return EvalResult(out=out, cases=cases, summary=summary, figures=figures, volumes=volumes, volume_summary=volume_summary)
 
 
 def _write_parquet(df: pd.DataFrame, uri: str) -> None:
