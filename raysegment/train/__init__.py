@@ -1,6 +1,18 @@
-"""Distributed training on Ray Train: ``train(config) -> RunResult`` and its typed job config."""
+"""Distributed training on Ray Train: ``train(config) -> RunResult`` and its typed job config.
+
+``train`` and ``RunResult`` are imported on first use: every Ray Data preprocessing task imports
+:mod:`raysegment.train.data`, and so this package, and must not pay for torch models, losses and
+Ray Train in each fresh worker process.
+"""
 
 from raysegment.train.config import TrainConfig, apply_overrides, load_config, parse_set
-from raysegment.train.run import RunResult, train
 
 __all__ = ["RunResult", "TrainConfig", "apply_overrides", "load_config", "parse_set", "train"]
+
+
+def __getattr__(name: str):
+    if name in ("RunResult", "train"):
+        from raysegment.train import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -11,37 +12,27 @@ from typer.testing import CliRunner
 from raysegment.cli import app
 from raysegment.compare import compare, read_record
 from raysegment.errors import ConfigError
-from raysegment.ingest import ingest
 from raysegment.models import count_parameters, create_model
-from raysegment.sample_data import make_sample_data
-from raysegment.train.config import apply_overrides, TrainConfig
 
 pytestmark = pytest.mark.slow
 
-TINY = {"base_channels": 4, "depth": 2}
-
 
 @pytest.fixture(scope="module")
-def runs(ray_session, tmp_path_factory) -> dict:
-    """Two one-epoch runs (U-Net, U-Net++) on 32 px LGG slices; the U-Net one evaluated on val."""
+def runs(trained_job, lgg_manifest, tmp_path_factory) -> dict:
+    """Copies of two trained runs (U-Net, U-Net++ on 32 px LGG slices); the U-Net one evaluated on val.
+
+    Copies, so the evaluation written inside a run stays out of the session's shared runs.
+    """
     from raysegment.evaluate.run import evaluate
-    from raysegment.train.run import train
 
     root = tmp_path_factory.mktemp("compare")
-    make_sample_data(str(root / "data"), "lgg", patients=4, slices=4, size=32)
-    manifest = str(root / "manifest.parquet")
-    ingest("lgg", str(root / "data"), manifest)
-    out = {}
+    out = {"root": root}
     for name in ("unet", "unetpp"):
-        config = apply_overrides(TrainConfig(), {
-            "out": str(root / name), "data.manifest": manifest, "model.name": name, "model.config": TINY,
-            "data.preprocess.steps": [{"name": "scale"}, {"name": "resize", "size": 32}], "data.augment.enabled": False,
-            "optim.epochs": 1, "optim.batch_size": 8, "scaling.cpus_per_worker": 0.25,
-            "tracking.tensorboard": False, "tracking.progress": False,
-        })
-        out[name] = train(config)
-    evaluation = evaluate(str(root / "unet"), manifest, "val", out=str(root / "unet" / "evaluation"))
-    return {"root": root, "manifest": manifest, "unet": out["unet"], "unetpp": out["unetpp"], "evaluation": evaluation}
+        trained = trained_job(name)
+        shutil.copytree(trained.run, root / name)
+        out[name] = trained.resumed
+    out["evaluation"] = evaluate(str(root / "unet"), lgg_manifest, "val", out=str(root / "unet" / "evaluation"))
+    return out
 
 
 def test_table_rows_are_models_and_columns_metrics(runs, tmp_path):
@@ -54,7 +45,8 @@ def test_table_rows_are_models_and_columns_metrics(runs, tmp_path):
         assert table.loc[name, "train_dice"] == pytest.approx(best["train_dice"])
         assert table.loc[name, "train_time_s"] == pytest.approx(runs[name].summary["train_time_s"])
         assert table.loc[name, "images_per_s"] == pytest.approx(runs[name].summary["images_per_s"])
-        assert table.loc[name, "params"] == count_parameters(create_model(name, in_channels=3, classes=1, **TINY))
+        model = runs[name].summary["model"]
+        assert table.loc[name, "params"] == count_parameters(create_model(name, in_channels=3, classes=1, **model["config"]))
     # the evaluation inside the U-Net run gives its per-case val scores, HD95 and specificity included
     cases = runs["evaluation"].cases
     assert table.loc["unet", "val_dice"] == pytest.approx(cases["dice"].mean())

@@ -1,16 +1,16 @@
-"""Sample datasets and small checkpoints fitted in-process (no Ray Train) for the evaluation tests."""
+"""Small checkpoints fitted in-process (no Ray Train) on the shared sample datasets, for the evaluation tests."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
+from fixtures_data import brats_manifest, lgg_manifest  # noqa: F401  (fixtures)
 
-from raysegment.ingest import ingest
 from raysegment.manifest import read_manifest
 from raysegment.models import ModelSpec, save_model
 from raysegment.preprocess import PreprocessConfig, iter_examples
-from raysegment.sample_data import make_sample_data
-from raysegment.splits import SplitConfig
 
 
 def fitted_checkpoint(uri: str, manifest: str, preprocess: PreprocessConfig, channels: list[str], steps: int = 30) -> str:
@@ -35,18 +35,10 @@ def fitted_checkpoint(uri: str, manifest: str, preprocess: PreprocessConfig, cha
     return uri
 
 
-def _dataset(root, kind: str, **options) -> str:
-    make_sample_data(str(root / "data"), kind, seed=2, **options)
-    manifest = str(root / "manifest.parquet")
-    ingest(kind, str(root / "data"), manifest, split=SplitConfig(train=0.5, val=0.25, test=0.25, seed=0))
-    return manifest
-
-
 @pytest.fixture(scope="session")
-def lgg_eval(tmp_path_factory) -> dict:
+def lgg_eval(lgg_manifest, tmp_path_factory) -> dict:
     """LGG slices of 64 px; a model at full size and one at 32 px (the resize must be undone)."""
-    root = tmp_path_factory.mktemp("lgg_eval")
-    manifest = _dataset(root, "lgg", patients=8, slices=4, size=64)
+    root, manifest = tmp_path_factory.mktemp("lgg_eval"), lgg_manifest
     channels = ["pre-contrast", "flair", "post-contrast"]
     full = PreprocessConfig(labels={"tumor": "nonzero"}, steps=[{"name": "scale"}])
     small = PreprocessConfig(labels={"tumor": "nonzero"}, steps=[{"name": "scale"}, {"name": "resize", "size": 32}])
@@ -58,10 +50,21 @@ def lgg_eval(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def brats_eval(tmp_path_factory) -> dict:
+def brats_eval(brats_manifest, tmp_path_factory) -> dict:
     """BraTS volumes (4 modalities, 3 overlapping regions) and a model on 32 px slices."""
-    root = tmp_path_factory.mktemp("brats_eval")
-    manifest = _dataset(root, "brats", patients=4, size=32, depth=8)
+    root, manifest = tmp_path_factory.mktemp("brats_eval"), brats_manifest
     preprocess = PreprocessConfig(channels=["flair", "t1", "t1ce", "t2"], labels={"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]},
                                   steps=[{"name": "zscore"}, {"name": "resize", "size": 32}])
     return {"manifest": manifest, "model": fitted_checkpoint(str(root / "model"), manifest, preprocess, preprocess.channels)}
+
+
+@pytest.fixture(scope="session")
+def lgg_scores(ray_session, lgg_eval, tmp_path_factory) -> tuple:
+    """``(out, EvalResult)``: the full-size LGG model in a run folder (under ``best/``, as training leaves
+    it), evaluated once on every split for all the tests that check an LGG evaluation."""
+    from raysegment.evaluate import evaluate
+
+    run = tmp_path_factory.mktemp("eval_run") / "run"
+    shutil.copytree(lgg_eval["full"], run / "best")
+    out = run / "evaluation"
+    return out, evaluate(str(run), lgg_eval["manifest"], ["train", "val", "test"], str(out))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import ray.train
-from conftest import tiny_config
+from fixtures_data import tiny_config
 
 from raysegment.train import apply_overrides, train
 

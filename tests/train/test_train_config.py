@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from fixtures_data import JOBS, JOBS_DIR
 
 from raysegment.errors import ConfigError
 from raysegment.train import TrainConfig, load_config
@@ -15,9 +14,6 @@ from raysegment.train.config import (
     parse_set,
     with_image_size,
 )
-
-JOBS = sorted(p for p in (Path(__file__).parents[2] / "jobs").glob("*.yaml")
-              if p.name != "nightly_infer.yaml" and not p.name.startswith("tune_"))
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -93,12 +89,12 @@ def test_job_files_validate_and_build_their_model(job):
 
 
 def test_seed_job_settings():
-    brats = load_config(str(Path(JOBS[0]).parent / "brats_smp_unet_resnet34.yaml"))
+    brats = load_config(str(JOBS_DIR / "brats_smp_unet_resnet34.yaml"))
     assert brats.data.preprocess.class_names == ["WT", "TC", "ET"]
     assert brats.data.preprocess.channels == ["flair", "t1", "t1ce", "t2"]
     assert (brats.optim.optimizer, brats.optim.lr, brats.optim.loss) == ("adamw", 1e-4, {"bce": 0.5, "jaccard": 0.5})
-    lv = load_config(str(Path(JOBS[0]).parent / "lv_unet.yaml"))
+    lv = load_config(str(JOBS_DIR / "lv_unet.yaml"))
     assert [s["name"] for s in lv.data.preprocess.steps] == ["percentile_clip", "center_crop"]
     assert (lv.optim.lr, lv.optim.loss, lv.optim.optimizer) == (5e-4, "dice", "adam")
-    frozen = load_config(str(Path(JOBS[0]).parent / "lgg_smp_unet_resnet50_frozen.yaml"))
+    frozen = load_config(str(JOBS_DIR / "lgg_smp_unet_resnet50_frozen.yaml"))
     assert frozen.model.config == {"encoder": "resnet50", "encoder_weights": "imagenet", "freeze_encoder_stages": 2}

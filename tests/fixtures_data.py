@@ -1,0 +1,155 @@
+"""Sample datasets, tiny job configs and trained runs shared by the train, evaluate and compare tests.
+
+Conftests register these fixtures by importing them. pytest keeps one instance of a session
+fixture per conftest that registers it, so every builder here goes through :func:`once`, which
+makes it one build per test session however many conftests ask.
+
+Trained runs are the expensive part: each Ray Train start costs seconds of worker start-up. The
+four seed LGG jobs (U-Net, U-Net++, TransUNet, smp U-Net) are trained once, made tiny, for one
+epoch and then resumed for a second; the job tests, the model tests and ``compare`` all read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from raysegment.ingest import ingest
+from raysegment.sample_data import make_sample_data
+from raysegment.splits import SplitConfig
+from raysegment.train import apply_overrides, load_config, train
+from raysegment.train.config import cli_overrides
+
+JOBS_DIR = Path(__file__).parents[1] / "jobs"
+#: The training job files (tune and inference jobs have their own tests).
+JOBS = sorted(p for p in JOBS_DIR.glob("*.yaml") if p.name != "nightly_infer.yaml" and not p.name.startswith("tune_"))
+
+#: Overrides that make any job tiny: 32 px, few cases, 2 CPU workers sharing the 2 test CPUs
+#: with the Ray Data tasks (half a CPU each).
+TINY = {
+    "optim.batch_size": 4,
+    "data.max_cases": 12,
+    "scaling.workers": 2,
+    "scaling.cpus_per_worker": 0.5,
+    "checkpoint.max_failures": 0,
+}
+TINY_TRANSUNET = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "mlp_ratio": 2.0, "img_size": 32, "cnn_layers": [1, 1, 1],
+                  "cnn_widths": [8, 16, 32], "stem_channels": 8, "norm_groups": 4, "head_channels": 16,
+                  "decoder_channels": [16, 8, 8, 8]}
+#: Model options laid over a seed job's own to make its model tiny; smp encoders keep their
+#: architecture (their depth does not shrink them), only the decoder is narrowed.
+TINY_MODELS = {
+    "unet": {"base_channels": 4, "depth": 2},
+    "unetpp": {"base_channels": 4, "depth": 2},
+    "transunet": TINY_TRANSUNET,
+    "smp-Unet": {"decoder_channels": [16, 8, 8, 8, 8]},
+}
+#: The seed job each trained model comes from.
+MODEL_JOBS = {"unet": "lgg_unet", "unetpp": "lgg_unetpp", "transunet": "lgg_transunet", "smp-Unet": "lgg_smp_unet_vgg16"}
+
+_built: dict[tuple[str, str], object] = {}
+
+
+def once(tmp_path_factory, name: str, build):
+    """``build(folder)`` in a fresh temporary folder the first time ``name`` is asked for this session; then its result."""
+    key = (str(tmp_path_factory.getbasetemp()), name)
+    if key not in _built:
+        _built[key] = build(tmp_path_factory.mktemp(name))
+    return _built[key]
+
+
+def make_manifest(root: Path, kind: str, **options) -> str:
+    """Sample data of layout ``kind`` under ``root/data``, ingested with a 50/25/25 patient split."""
+    make_sample_data(str(root / "data"), kind, seed=1, **options)
+    manifest = str(root / "manifest.parquet")
+    ingest(kind, str(root / "data"), manifest, split=SplitConfig(train=0.5, val=0.25, test=0.25, seed=0))
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def lgg_manifest(tmp_path_factory) -> str:
+    """LGG layout: 8 patients x 6 slices of 64 px (RGB TIFF)."""
+    return once(tmp_path_factory, "lgg", lambda root: make_manifest(root, "lgg", patients=8, slices=6, size=64))
+
+
+@pytest.fixture(scope="session")
+def brats_manifest(tmp_path_factory) -> str:
+    """BraTS layout: 4 patients, 4-modality 32x32x8 NIfTI volumes."""
+    return once(tmp_path_factory, "brats", lambda root: make_manifest(root, "brats", patients=4, size=32, depth=8))
+
+
+@pytest.fixture(scope="session")
+def lv_manifest(tmp_path_factory) -> str:
+    """Cardiac LV layout: 4 patients x 3 DICOM slices of 48 px with PNG masks."""
+    return once(tmp_path_factory, "lv", lambda root: make_manifest(root, "lv", patients=4, slices=3, size=48, test_patients=1))
+
+
+def manifest_fixture(job: Path) -> str:
+    """The name of the sample-data fixture in the layout of seed job ``job``."""
+    return "brats_manifest" if job.stem.startswith("brats") else "lv_manifest" if job.stem.startswith("lv") else "lgg_manifest"
+
+
+def tiny_config(manifest: str, out, model: str = "unet", model_config: dict | None = None, **overrides):
+    """A 32 px job on ``manifest`` with ``TINY`` settings and then ``overrides`` (dotted keys)."""
+    return load_config(None, {
+        **TINY,
+        "out": str(out),
+        "data.manifest": manifest,
+        "data.preprocess.labels": {"tumor": "nonzero"},
+        "data.preprocess.steps": [{"name": "scale"}, {"name": "resize", "size": 32}],
+        "model.name": model,
+        "model.config": model_config if model_config is not None else TINY_MODELS["unet"],
+        "tracking.progress": False,
+        **overrides,
+    })
+
+
+def tiny_job(job: Path, manifest: str, out, **overrides):
+    """Seed job ``job`` made tiny, through the overrides the CLI builds (``cli_overrides`` + ``--image-size 32``).
+
+    ``TINY`` settings and model, 32 px, one epoch, no pretrained weights (no model hub is reachable
+    in tests); ``overrides`` (dotted keys) last.
+    """
+    base = load_config(str(job))
+    sets = [f"model.config.{key}={value}" for key, value in TINY_MODELS[base.model.name].items()]
+    options = cli_overrides(epochs=1, out=str(out), manifest=manifest, sets=sets, tensorboard=False,
+                            encoder_weights="none" if "encoder_weights" in base.model.config else None)
+    return load_config(str(job), {**TINY, **options, "tracking.progress": False, **overrides}, image_size=32)
+
+
+def assert_resumed(first: pd.DataFrame, history: pd.DataFrame, epochs: int) -> None:
+    """``history`` of a run resumed after ``first`` (its history then): it went on, epoch 1 was not re-run."""
+    assert list(history["epoch"]) == list(range(1, epochs + 1))
+    pd.testing.assert_frame_equal(history.iloc[:len(first)].reset_index(drop=True), first.reset_index(drop=True),
+                                  check_dtype=False)
+
+
+@dataclass
+class TrainedJob:
+    """A seed job trained one tiny epoch (``first``), then run again with two epochs (``resumed``)."""
+
+    job: Path
+    run: Path
+    first: object  # raysegment.train.RunResult
+    resumed: object
+
+
+@pytest.fixture(scope="session")
+def trained_job(ray_session, lgg_manifest, tmp_path_factory):
+    """``trained_job(model) -> TrainedJob``: the model's seed LGG job, trained once per session on 2 workers."""
+
+    def build(model: str) -> TrainedJob:
+        job = JOBS_DIR / f"{MODEL_JOBS[model]}.yaml"
+
+        def fit(root: Path) -> TrainedJob:
+            config = tiny_job(job, lgg_manifest, root / model)
+            first = train(config)
+            resumed = train(apply_overrides(config, {"optim.epochs": 2}))  # the same command with --epochs 2
+            return TrainedJob(job, root / model, first, resumed)
+
+        return once(tmp_path_factory, f"run-{job.stem}", fit)
+
+    return build
