@@ -138,6 +138,8 @@ def test_secure_bucket(fake_aws):
     assert all(block.values()) and len(block) == 4
     (rule,) = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1} and lifecycle["Status"] == "Enabled"
     policy = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])
     resources = json.dumps([s["Resource"] for s in policy["Statement"]])
     assert f"arn:aws:s3:::{BUCKET}/*" in resources and "BUCKET_NAME" not in resources
