@@ -34,6 +34,37 @@ def task_runtime_env() -> dict | None:
     return None if all(job.get(k) == v for k, v in wanted.items()) else {"env_vars": wanted}
 
 
+def local_resources(address: str | None = None) -> dict[str, float] | None:
+    """The resources of the local Ray instance this process started; None when it joined a cluster.
+
+    Commands check their requests against it to fail fast: a request a local instance can never
+    meet makes Ray wait forever. A cluster is not checked, as its autoscaler may be about to add
+    the nodes asked for.
+    """
+    import ray
+
+    # Inside an actor (a Tune trial running train()) someone else started Ray, perhaps a cluster.
+    if (address or os.environ.get("RAY_ADDRESS")) is not None or ray.get_runtime_context().get_actor_id() is not None:
+        return None
+    return ray.cluster_resources()
+
+
+def check_local_request(address: str | None, wanted: dict[str, float], request: str) -> None:
+    """Raise a one-line ConfigError when ``wanted`` (e.g. ``{"GPU": 2}``) exceeds a local instance's resources.
+
+    ``request`` names the options that asked for them, for the message.
+    """
+    from raysegment.errors import ConfigError
+
+    have = local_resources(address)
+    if have is None:
+        return
+    for name, amount in wanted.items():
+        if amount > have.get(name, 0.0) + 1e-9:
+            raise ConfigError(f"{request} asks for {amount:g} {name} but this machine's local Ray instance has "
+                              f"{have.get(name, 0.0):g}; lower it, or pass --address to run on a cluster")
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
     """Connect to Ray once per process; a no-op if Ray is already initialised.
 
@@ -46,7 +77,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
 
     if ray.is_initialized():
         return ray.get_runtime_context()
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    # "local" rather than None: ray.init(None) would silently join a `ray start` instance on this
+    # machine, where the user asked for neither --address nor RAY_ADDRESS.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     env_vars = worker_env()  # workers must reach the same storage endpoint as the driver
     kwargs = dict(
         address=address,
@@ -55,7 +88,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: boo
         logging_level="ERROR" if quiet else "INFO",
         runtime_env={"env_vars": env_vars} if env_vars else None,
     )
-    if address is None:
+    if address == "local":
         kwargs["num_cpus"] = num_cpus
         kwargs["include_dashboard"] = False
     return ray.init(**kwargs)

@@ -27,13 +27,14 @@ JOBS_DIR = Path(__file__).parents[1] / "jobs"
 #: The training job files (tune and inference jobs have their own tests).
 JOBS = sorted(p for p in JOBS_DIR.glob("*.yaml") if p.name != "nightly_infer.yaml" and not p.name.startswith("tune_"))
 
-#: Overrides that make any job tiny: 32 px, few cases, 2 CPU workers sharing the 2 test CPUs
-#: with the Ray Data tasks (half a CPU each).
+#: Overrides that make any job tiny: 32 px, few cases, 2 CPU workers (the seed jobs ask for GPUs)
+#: sharing the 2 test CPUs with the Ray Data tasks (half a CPU each).
 TINY = {
     "optim.batch_size": 4,
     "data.max_cases": 12,
     "scaling.workers": 2,
     "scaling.cpus_per_worker": 0.5,
+    "scaling.gpus_per_worker": 0,
     "checkpoint.max_failures": 0,
 }
 TINY_TRANSUNET = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "mlp_ratio": 2.0, "img_size": 32, "cnn_layers": [1, 1, 1],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from raysegment.runtime import task_runtime_env, worker_env
 
 
@@ -23,3 +25,18 @@ def test_tasks_get_a_runtime_env_only_when_settings_changed_after_init(ray_sessi
     monkeypatch.setenv("RAYSEGMENT_LATE_SETTING", "1")
     assert task_runtime_env() == {"env_vars": worker_env()}
     assert task_runtime_env()["env_vars"]["RAYSEGMENT_LATE_SETTING"] == "1"
+
+
+def test_requests_a_local_instance_cannot_meet_fail_at_once(ray_session):
+    """A local Ray instance never grows: a GPU asked for on a CPU machine is a one-line error, not a wait."""
+    from raysegment.errors import ConfigError
+    from raysegment.runtime import check_local_request, local_resources
+
+    assert local_resources()["CPU"] == 2
+    check_local_request(None, {"CPU": 2, "GPU": 0}, "--workers 2")
+    with pytest.raises(ConfigError, match=r"^--gpus-per-worker 1 asks for 1 GPU but .* has 0; .*--address"):
+        check_local_request(None, {"GPU": 1}, "--gpus-per-worker 1")
+    # A cluster is not checked: its autoscaler may be about to add the GPU nodes.
+    assert local_resources("ray://head:10001") is None
+    check_local_request("ray://head:10001", {"GPU": 8}, "--gpus-per-worker 4")
+

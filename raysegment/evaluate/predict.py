@@ -97,7 +97,7 @@ class CaseScorer:
 
 
 class VolumeScorer(CaseScorer):
-    """Scores the slice cases of one volume together (a Ray Data ``map_groups`` callable class).
+    """Scores the slice cases of one volume together (a Ray Data ``flat_map`` callable class).
 
     Slice datasets (LGG: one TIFF per slice) are scored per slice, as the seed reports do, and
     per patient volume: the slices stacked in order and scored in 3D, which is what a Dice per
@@ -123,10 +123,6 @@ class VolumeScorer(CaseScorer):
                         "split": rows[0].get("split"), "dimensions": 3, "slices": len(rows), **r})
         return out
 
-    def __call__(self, group):
-        """One volume's slice rows (a pandas DataFrame) -> its case and volume metric rows."""
-        import pandas as pd
-
-        from raysegment.train.data import plain_row
-
-        return pd.DataFrame(self.score_volume([plain_row(r) for r in group.to_dict(orient="records")]))
+    def __call__(self, volume: dict) -> list[dict]:
+        """``{"rows": the volume's slice rows}`` -> its case and volume metric rows."""
+        return self.score_volume(volume["rows"])

@@ -100,9 +100,13 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
         parts += ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, threshold),
                              compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
     if grouped.any():
-        ds = ray.data.from_items([plain_row(r) for r in rows[grouped][_SLICE_COLUMNS].to_dict(orient="records")])
-        parts += ds.groupby("volume_id").map_groups(VolumeScorer, fn_constructor_args=(model_uri, threshold),
-                                                    batch_format="pandas", compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
+        # The driver holds the rows already: grouping them here costs nothing, where Ray Data's
+        # groupby would hash-shuffle them through 200 partitions and start aggregator actors.
+        groups = [{"rows": [plain_row(r) for r in part.to_dict(orient="records")]}
+                  for _, part in rows[grouped][_SLICE_COLUMNS].groupby("volume_id", sort=False)]
+        ds = ray.data.from_items(groups, override_num_blocks=max(1, min(len(groups), 4 * workers)))
+        parts += ds.flat_map(VolumeScorer, fn_constructor_args=(model_uri, threshold),
+                             compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
     scored = pd.DataFrame(parts)
     levels = scored["level"] if "level" in scored else pd.Series("case", index=scored.index)
     cases, volumes = scored[levels == "case"].drop(columns=["level", "slices"], errors="ignore"), scored[levels == "volume"]

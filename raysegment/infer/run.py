@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from raysegment.infer.decode import decode_case
 from raysegment.infer.plan import Plan
 from raysegment.infer.predictor import Predictor
 from raysegment.infer.write import write_case
-from raysegment.runtime import task_runtime_env
+from raysegment.runtime import check_local_request, local_resources, task_runtime_env
 
 _MANIFEST_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "format"]
 ERROR_COLUMNS = ["case_id", "stage", "error"]
@@ -145,11 +144,12 @@ def check_capacity(config: InferConfig) -> None:
     Raises:
         ConfigError: naming the request and the CPUs there are.
     """
-    import ray
-
-    if (config.address or os.environ.get("RAY_ADDRESS")) is not None:
+    have = local_resources(config.address)
+    if have is None:
         return
-    cpus = ray.cluster_resources().get("CPU", 0.0)
+    check_local_request(config.address, {"GPU": config.workers * config.gpus_per_worker},
+                        f"--workers {config.workers} x --gpus-per-worker {config.gpus_per_worker:g}")
+    cpus = have.get("CPU", 0.0)
     wanted = config.workers * config.cpus_per_worker
     if wanted + _IO_TASK_CPUS > cpus:
         raise ConfigError(

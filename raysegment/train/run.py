@@ -25,7 +25,7 @@ import pandas as pd
 from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.models.checkpoint import ModelSpec, save_model
-from raysegment.runtime import init_ray
+from raysegment.runtime import check_local_request, init_ray
 from raysegment.train.config import TrainConfig
 from raysegment.train.data import build_dataset, input_channels, load_splits
 from raysegment.train.loop import train_func_per_worker
@@ -73,6 +73,9 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
         raise ConfigError("train: both an output folder (--out) and a manifest (--manifest) are needed")
     started = time.perf_counter()
     init_ray(address)
+    scaling = config.scaling
+    check_local_request(address, {"CPU": scaling.workers * scaling.cpus_per_worker, "GPU": scaling.workers * scaling.gpus_per_worker},
+                        f"--workers {scaling.workers} x (--cpus-per-worker {scaling.cpus_per_worker:g}, --gpus-per-worker {scaling.gpus_per_worker:g})")
     # Ray Data's progress logs would drown the per-epoch lines.
     ray.data.DataContext.get_current().enable_progress_bars = False
     run_uri = storage.normalize(config.out)
@@ -88,7 +91,6 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
         "val": build_dataset(splits[config.data.val_split].rows, preprocess, config.optim.seed, config.data.cache),
     }
     train_examples = datasets["train"].count() if config.data.cache else None
-    scaling = config.scaling
     # One-cycle plans its whole schedule up front; a streamed (uncached) dataset has no count, so it gets 1.
     per_worker = (train_examples or 0) // scaling.workers
     drop_last = per_worker >= config.optim.batch_size

@@ -30,6 +30,9 @@ class TuneConfig(BaseModel):
         scheduler: ``asha`` stops bad trials at rungs ``grace_period * reduction_factor**k``;
             ``fifo`` runs every trial to ``max_epochs``.
         search: ``random`` (and grid) sampling, or ``optuna`` (TPE); both seeded by ``seed``.
+        startup_trials: Optuna: trials sampled at random before TPE models the results; default
+            half the samples, at most 10 (Optuna's own default, which would leave a search of
+            fewer than 11 trials purely random).
         gpus_per_trial: GPUs of one trial, shared by its workers; fractions pack trials on a GPU.
         workers_per_trial: Ray Train workers (DDP) of one trial.
         max_concurrent: trials at a time; default what the cluster's CPUs/GPUs hold.
@@ -53,6 +56,7 @@ class TuneConfig(BaseModel):
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial may be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="ASHA: 1/fraction of trials kept at each rung")
     search: Literal["random", "optuna"] = "random"
+    startup_trials: int | None = Field(None, ge=1, description="Optuna: random trials before TPE")
     seed: int = 0
     gpus_per_trial: float = Field(0.0, ge=0)
     workers_per_trial: int = Field(1, ge=1)
@@ -64,6 +68,9 @@ class TuneConfig(BaseModel):
 
     def model_name(self) -> str:
         return self.model or self.train.model.name
+
+    def optuna_startup_trials(self) -> int:
+        return self.startup_trials or max(1, min(10, self.samples // 2))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

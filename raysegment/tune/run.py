@@ -21,9 +21,10 @@ import pandas as pd
 
 from raysegment import storage
 from raysegment.errors import ConfigError
-from raysegment.runtime import init_ray
+from raysegment.runtime import init_ray, local_resources
 from raysegment.train.config import apply_overrides
-from raysegment.tune import plots, results, space as spaces
+from raysegment.tune import plots, results
+from raysegment.tune import space as spaces
 from raysegment.tune.config import TuneConfig
 from raysegment.tune.trial import max_concurrent_trials, run_trial, scaling_overrides, trial_name
 
@@ -63,25 +64,28 @@ def _scheduler(config: TuneConfig):
 
     if config.scheduler == "fifo":
         return FIFOScheduler()
-    # Rungs are counted in epochs (every report of a trial is one). ASHA stops any trial reaching
-    # max_t at once, before its training run could write its reports; one past the last epoch
-    # lets a surviving trial finish on its own.
-    return ASHAScheduler(time_attr="training_iteration", max_t=config.max_epochs + 1,
-                         grace_period=min(config.grace_period, config.max_epochs), reduction_factor=config.reduction_factor)
+    # Rungs are counted in epochs (every report of a trial is one) and lie below max_t. A trial
+    # stopped at its last epoch saves nothing and loses the reports its training run writes when
+    # it ends, so the last rung comes before the last epoch, and a trial that passed every rung
+    # runs on (stop_last_trials=False) until its training run ends by itself.
+    grace = min(config.grace_period, config.max_epochs)
+    return ASHAScheduler(time_attr="training_iteration", max_t=max(config.max_epochs - 1, grace), grace_period=grace,
+                         reduction_factor=config.reduction_factor, stop_last_trials=False)
 
 
-def _search_alg(config: TuneConfig, space: dict, max_concurrent: int):
+def _search_alg(config: TuneConfig, space: dict, max_concurrent: int | None):
     if config.search == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         # Seeded: the same search samples the same trials (benchmarks compare schedulers on them).
         # Tune applies max_concurrent_trials to a generator it makes itself, not to one passed in.
-        return BasicVariantGenerator(max_concurrent=max_concurrent, random_state=config.seed)
+        return BasicVariantGenerator(max_concurrent=max_concurrent or 0, random_state=config.seed)  # 0: no cap
     if spaces.has_grid(space):
         raise ConfigError("search space: grid values need --search random (Optuna samples, it does not enumerate)")
+    from optuna.samplers import TPESampler
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(seed=config.seed)
+    return OptunaSearch(sampler=TPESampler(seed=config.seed, n_startup_trials=config.optuna_startup_trials()))
 
 
 def base_train_config(config: TuneConfig):
@@ -103,9 +107,9 @@ def run_tune(config: TuneConfig, address: str | None = None, console=None, callb
         console: a rich Console for the live trial table, or None.
         callbacks: extra Tune ``Callback``s (driver side), after the live trial table.
     """
-    import ray
     from ray import tune
 
+    from raysegment.tune.cleanup import ReleaseStoppedTrials
     from raysegment.tune.reporter import LiveTrialTable
 
     if not config.out:
@@ -125,13 +129,16 @@ def run_tune(config: TuneConfig, address: str | None = None, console=None, callb
 
     started = time.perf_counter()
     init_ray(address)
-    concurrent = max_concurrent_trials(ray.cluster_resources(), base.scaling.workers, base.scaling.cpus_per_worker,
-                                       base.scaling.gpus_per_worker, config.driver_cpus, config.max_concurrent)
+    # A cluster's autoscaler adds nodes for queued trials, so only a local instance caps them by its size.
+    local = local_resources(address)
+    concurrent = config.max_concurrent if local is None else max_concurrent_trials(
+        local, base.scaling.workers, base.scaling.cpus_per_worker, base.scaling.gpus_per_worker, config.driver_cpus, config.max_concurrent)
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base.model_dump(mode="json"), exp_uri=exp_uri, encoded=encoded),
         {"CPU": config.driver_cpus},
     )
-    callbacks = [LiveTrialTable(console, config.metric, config.mode, keys, config.max_epochs), *(callbacks or [])]
+    callbacks = [LiveTrialTable(console, config.metric, config.mode, keys, config.max_epochs), ReleaseStoppedTrials(),
+                 *(callbacks or [])]
     fs, tune_path = storage.filesystem(storage.join(exp_uri, TUNE_DIR))
     resumed = tune.Tuner.can_restore(tune_path, storage_filesystem=fs)
     if resumed:

@@ -13,7 +13,8 @@ trial's latest checkpoint there.
 Resources: in Train V2 the TorchTrainer reserves its workers in its own placement group, outside
 the trial's. The trial itself reserves only its driver (``driver_cpus``), and
 :func:`max_concurrent_trials` caps how many trials run at once by what the workers of one trial
-need, as Ray's docs recommend, so trials never wait on each other's workers.
+need, as Ray's docs recommend, so trials never wait on each other's workers. When Tune stops a
+trial, :mod:`raysegment.tune.cleanup` frees the group its training run leaves behind.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""A real 4-trial ASHA search of tiny U-Nets on CPU, interrupted after its first finished trial and
-resumed through the CLI; then its tables, best model, best config and figures."""
+"""A real 4-trial Optuna (TPE) + ASHA search of tiny U-Nets on CPU, interrupted after its first
+finished trial and resumed through the CLI; then its tables, the Optuna study that drove it, the
+best model, best config and figures. One search serves every test here: trials are what cost."""
 
 from __future__ import annotations
 
 import io
 import os
 import signal
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -19,7 +21,7 @@ from raysegment.models import load_model
 from raysegment.train.config import load_config
 from raysegment.tune import load_tune_config, run_tune
 from raysegment.tune.results import checkpoint_uri
-from raysegment.tune.run import _search_alg, search_space
+from raysegment.tune.run import TUNE_DIR, _scheduler, _search_alg, search_space
 from raysegment.tune.trial import trial_name
 from tests.tune.conftest import TINY_TRAIN
 
@@ -32,6 +34,7 @@ SPACE = {
     "optim.weight_decay": None,
     "model.config.base_channels": None,
 }
+SAMPLES, STARTUP = 4, 2  # the last two trials are TPE's own suggestions, modelled on the first ones' results
 
 
 class InterruptAfter(Callback):
@@ -56,8 +59,9 @@ def experiment(ray_session, tiny_lgg, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("tune_exp")
     job = root / "tune.yaml"
     job.write_text(yaml.safe_dump({
-        "out": str(root / "exp"), "model": "unet", "manifest": tiny_lgg["manifest"], "samples": 4, "max_epochs": 2,
-        "max_concurrent": 1, "scheduler": "asha", "space": SPACE, "train": TINY_TRAIN,
+        "out": str(root / "exp"), "model": "unet", "manifest": tiny_lgg["manifest"], "samples": SAMPLES, "max_epochs": 2,
+        "max_concurrent": 1, "scheduler": "asha", "search": "optuna", "startup_trials": STARTUP, "seed": 0,
+        "space": SPACE, "train": TINY_TRAIN,
     }))
     interrupt = InterruptAfter(1)
     first = run_tune(load_tune_config(str(job)), callbacks=[interrupt])
@@ -77,10 +81,10 @@ def experiment(ray_session, tiny_lgg, tmp_path_factory) -> dict:
 def test_interrupted_search_resumes_without_rerunning_finished_trials(experiment):
     first = experiment["first"]
     assert experiment["finished"], "the interruption comes after a finished trial"
-    assert (first.trials["status"] == "completed").sum() < 4  # it really was cut short
+    assert (first.trials["status"] == "completed").sum() < SAMPLES  # it really was cut short
     assert experiment["cli"].exit_code == 0, experiment["cli"].output
     trials = experiment["trials"]
-    assert sorted(trials["trial"]) == [f"trial_{i:05d}" for i in range(4)]
+    assert trials["trial"].nunique() == SAMPLES
     assert set(trials["status"]) <= {"completed", "stopped"}
     for name, stamp in experiment["stamps"].items():  # finished before the interruption: not trained again
         assert os.stat(experiment["exp"] / "trials" / name / "summary.json").st_mtime_ns == stamp
@@ -105,6 +109,36 @@ def test_trials_table_matches_the_runs(experiment):
             config = load_config(str(experiment["exp"] / "trials" / row["trial"] / "config.yaml"))
             assert config.optim.lr == pytest.approx(row["config.optim.lr"]) and config.optim.loss == row["config.optim.loss"]
     assert trials["rank"].min() == 1 and trials.loc[trials["rank"] == 1, "best_val_dice"].iloc[0] == pytest.approx(trials["best_val_dice"].max())
+
+
+def test_optuna_tpe_chose_the_trials_and_was_told_their_results(experiment):
+    """Tune's saved searcher state is the Optuna study that ran (and, restored, resumed) the search."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(str(experiment["exp"] / TUNE_DIR))
+    # The study OptunaSearch asks and tells, and its Tune trial id -> Optuna trial map (Ray has no public accessor).
+    study, asked_by_id = searcher._ot_study, searcher._ot_trials
+    assert isinstance(study.sampler, optuna.samplers.TPESampler) and len(study.trials) == SAMPLES
+    trials, history = experiment["trials"].set_index("trial"), experiment["history"]
+    assert sorted(trial_name(SimpleNamespace(trial_id=i)) for i in asked_by_id) == sorted(trials.index)
+    for trial_id, handle in asked_by_id.items():
+        name, asked = trial_name(SimpleNamespace(trial_id=trial_id)), study.trials[handle.number]
+        assert asked.state == optuna.trial.TrialState.COMPLETE
+        assert asked.params["optim.lr"] == pytest.approx(trials.loc[name, "config.optim.lr"])
+        assert asked.params["optim.loss"] == trials.loc[name, "config.optim.loss"]
+        val_dice = history[history["trial"] == name].set_index("epoch")["val_dice"]
+        assert asked.intermediate_values, name  # every epoch's result reached the study
+        for epoch, value in asked.intermediate_values.items():
+            assert value == pytest.approx(val_dice[epoch])
+    # The last trial is TPE's model-based suggestion: a fresh TPE sampler with the same seed,
+    # given the first trials and their results, suggests exactly its values.
+    replay = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=STARTUP))
+    for done in study.trials[:STARTUP]:
+        replay.add_trial(done)
+    last = study.trials[STARTUP]
+    assert replay.ask(last.distributions).params == last.params
 
 
 def test_best_model_loads_evaluates_and_its_config_trains(experiment):
@@ -133,11 +167,21 @@ def test_figures_are_written(experiment):
 
 
 def test_search_algorithms_are_seeded_and_limited():
+    from ray.tune.experiment import Experiment
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    config = load_tune_config(overrides={"model": "unet", "seed": 3})
-    searcher = _search_alg(config, search_space(config), 2)
-    assert isinstance(searcher, BasicVariantGenerator) and searcher.max_concurrent == 2
+    from raysegment.tune.space import to_tune
+
+    def sampled(seed: int) -> list[dict]:
+        config = load_tune_config(overrides={"model": "unet", "seed": seed, "samples": 3})
+        searcher = _search_alg(config, search_space(config), 3)
+        assert isinstance(searcher, BasicVariantGenerator) and searcher.max_concurrent == 3
+        searcher.add_configurations(Experiment("x", lambda c: None, config=to_tune(search_space(config))[0], num_samples=3))
+        return [trial.config for trial in iter(searcher.next_trial, None)]
+
+    # The same seed samples the same trials (the ASHA benchmark compares schedulers on them).
+    assert sampled(3) == sampled(3) != sampled(4)
+    assert len(sampled(3)) == 3
 
 
 def test_optuna_is_the_tpe_search_and_refuses_grids():
@@ -145,8 +189,35 @@ def test_optuna_is_the_tpe_search_and_refuses_grids():
 
     from raysegment.errors import ConfigError
 
-    config = load_tune_config(overrides={"model": "unet", "search": "optuna"})
+    config = load_tune_config(overrides={"model": "unet", "search": "optuna", "samples": 8})
     assert isinstance(_search_alg(config, search_space(config), 2), OptunaSearch)
+    # TPE starts modelling after half the samples, at most Optuna's 10: a search of 8 is not all random.
+    assert config.optuna_startup_trials() == 4
+    assert load_tune_config(overrides={"samples": 64}).optuna_startup_trials() == 10
+    assert load_tune_config(overrides={"samples": 8, "startup_trials": 2}).optuna_startup_trials() == 2
     grid = load_tune_config(overrides={"model": "unet", "search": "optuna", "space": {"optim.loss": {"grid": ["dice", "focal"]}}})
     with pytest.raises(ConfigError, match="grid"):
         _search_alg(grid, search_space(grid), 2)
+
+
+def test_asha_stops_weak_trials_at_rungs_but_never_at_the_last_epoch():
+    from ray.tune.schedulers import TrialScheduler
+
+    config = load_tune_config(overrides={"max_epochs": 9, "grace_period": 1, "reduction_factor": 3})
+    scheduler = _scheduler(config)
+    scheduler.set_search_properties(config.metric, config.mode)
+
+    class Trial:  # what the scheduler keeps of a trial
+        def __init__(self, trial_id: str):
+            self.trial_id = trial_id
+
+    def decisions(trial: Trial, curve: list[float]) -> list[str]:
+        scheduler.on_trial_add(None, trial)
+        return [scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "val_dice": value})
+                for epoch, value in enumerate(curve, start=1)]
+
+    # Rungs at epochs 1 and 3 (1 * 3**k below the last epoch): the first trial passes them all.
+    assert set(decisions(Trial("a"), [0.5] * 9)) == {TrialScheduler.CONTINUE}
+    assert decisions(Trial("b"), [0.1])[0] == TrialScheduler.STOP  # below the first trial at rung 1
+    # A trial that passed every rung is not judged at its last epoch, however it ends.
+    assert set(decisions(Trial("c"), [0.6] * 8 + [0.0])) == {TrialScheduler.CONTINUE}
