@@ -28,7 +28,7 @@ def tune(
     gpus_per_trial: Annotated[Optional[float], Opt(help="GPUs per trial, split over its workers; 0.25 packs 4 trials on a GPU.")] = None,
     workers_per_trial: Annotated[Optional[int], Opt(help="Ray Train workers (DDP) per trial.")] = None,
     cpus_per_worker: Annotated[Optional[float], Opt(help="CPUs per trial worker; fractions leave room for data tasks.")] = None,
-    max_concurrent: Annotated[Optional[int], Opt(help="Trials at a time; default what the cluster holds.")] = None,
+    max_concurrent: Annotated[Optional[int], Opt(help="Trials at a time; default what a local machine holds, unlimited on a cluster (the autoscaler adds nodes).")] = None,
     retry_errored: Annotated[Optional[bool], Opt("--retry-errored/--no-retry-errored", help="On resume, run errored trials again.")] = None,
     seed: Annotated[Optional[int], Opt(help="Seed of the search algorithm.")] = None,
     set_: Annotated[Optional[list[str]], Opt("--set", help="Any tune config value as key=YAML, e.g. train.optim.amp=bf16 (repeatable).")] = None,

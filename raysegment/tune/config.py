@@ -35,7 +35,7 @@ class TuneConfig(BaseModel):
             fewer than 11 trials purely random).
         gpus_per_trial: GPUs of one trial, shared by its workers; fractions pack trials on a GPU.
         workers_per_trial: Ray Train workers (DDP) of one trial.
-        max_concurrent: trials at a time; default what the cluster's CPUs/GPUs hold.
+        max_concurrent: trials at a time; default what a local instance's CPUs/GPUs hold, no cap on a cluster.
         driver_cpus: CPUs reserved by each trial's driver (the function that runs the TorchTrainer).
         retry_errored: on resume, run errored trials again (from their last checkpoint).
         trial_max_failures: Tune retries of a trial whose driver died.
