@@ -5,7 +5,7 @@ and every process of the local Ray instance it started (GCS, raylet with its obj
 actors): shared pages count once, so the sum is the memory the run really holds. Reports each
 run's peak. Prints one JSON line.
 
-    python benchmarks/infer_memory.py --patients 2 --slices 5      # 10 and 100 LGG cases
+    python benchmarks/infer_memory.py      # 100 and 1000 LGG cases (20 and 200 patients x 5 slices)
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import os
 import tempfile
 import threading
 
-from infer_throughput import (
-    prepare,  # same sample data and checkpoint as the throughput benchmark
-)
+# The same sample data and checkpoint as the throughput benchmark.
+from infer_throughput import prepare
 
 MB = 1024 * 1024
 
@@ -29,6 +28,7 @@ class PeakSampler:
     def __init__(self, interval: float = 0.2):
         self.interval = interval
         self.peak = 0
+        self.processes = 0  # in the tree at the peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -42,11 +42,13 @@ class PeakSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, _tree_pss())
+            total, processes = _tree_pss()
+            if total > self.peak:
+                self.peak, self.processes = total, processes
 
 
-def _tree_pss() -> int:
-    """PSS bytes of this process and every descendant (the local Ray instance init_ray started), from /proc."""
+def _tree_pss() -> tuple[int, int]:
+    """PSS bytes of this process and every descendant (the local Ray instance init_ray started), from /proc, and how many there are."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -56,21 +58,24 @@ def _tree_pss() -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(entry))
-    total, todo = 0, [os.getpid()]
+    total, processes, todo = 0, 0, [os.getpid()]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
         try:
             with open(f"/proc/{pid}/smaps_rollup") as f:
                 total += sum(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+            processes += 1
         except OSError:
             continue  # the process ended between the listing and the read
-    return total
+    return total, processes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=2, help="LGG patients of the 1x run; the 10x run has 10x as many")
+    # 100 cases at 1x: enough for the pipeline to reach its steady state (every decode/write slot
+    # busy); a smaller run ends before Ray has started all its worker processes and flatters nothing.
+    parser.add_argument("--patients", type=int, default=20, help="LGG patients of the 1x run; the 10x run has 10x as many")
     parser.add_argument("--slices", type=int, default=5, help="slices per patient")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -87,7 +92,8 @@ def main() -> None:
             config = InferConfig(model=model, manifest=manifest, out=os.path.join(root, f"out{scale}"), batch_size=args.batch_size)
             with PeakSampler() as sampler:
                 result = run_inference(config)
-            report[f"x{scale}"] = {"cases": result.cases, "slices": result.slices, "peak_pss_mb": round(sampler.peak / MB, 1)}
+            report[f"x{scale}"] = {"cases": result.cases, "slices": result.slices, "peak_pss_mb": round(sampler.peak / MB, 1),
+                                 "processes_at_peak": sampler.processes}
     report["peak_ratio_10x_to_1x"] = round(report["x10"]["peak_pss_mb"] / report["x1"]["peak_pss_mb"], 3)
     print(json.dumps(report))
 

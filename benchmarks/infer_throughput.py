@@ -66,12 +66,10 @@ def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, star
     from raysegment import storage
     from raysegment.infer.postprocess import binarize, to_input_grid
     from raysegment.manifest import read_manifest
-    from raysegment.models import load_model
+    from raysegment.models import load_model, precision
     from raysegment.preprocess import apply_steps, reorient, stack_channels
     from raysegment.readers import read_scan
     from raysegment.writers import WRITERS, Reference, output_format
-
-    from raysegment.models import precision
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, metadata = load_model(model_uri, map_location=device)

@@ -17,7 +17,8 @@ voxel order, which is what lets inference write a mask that overlays the input e
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Literal, Union
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator

@@ -5,7 +5,8 @@ Adding an entry is one decorated function or class in one file, as with ``timm.r
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from raysegment.errors import RaySegmentError
 
@@ -28,7 +29,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def decorator(entry: T) -> T:
-            key = name or getattr(entry, "__name__")
+            key = name or entry.__name__
             if key in self._entries:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[key] = entry

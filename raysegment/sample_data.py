@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import datetime
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from raysegment import storage
 from raysegment.registry import Registry
 
-GENERATORS: Registry[Callable[..., "SampleInfo"]] = Registry("sample dataset")
+GENERATORS: Registry[Callable[..., SampleInfo]] = Registry("sample dataset")
 
 
 @dataclass

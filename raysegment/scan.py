@@ -72,7 +72,7 @@ class Scan:
 
         return "".join(nio.aff2axcodes(self.affine))
 
-    def slice(self, index: int) -> "Scan":
+    def slice(self, index: int) -> Scan:
         """The 2D slice ``index`` along the last axis of a volume, with its own affine."""
         if not self.is_volume:
             raise ValueError(f"{self.source}: slice() needs a volume, this scan is 2D")

@@ -22,8 +22,8 @@ import os
 import posixpath
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs

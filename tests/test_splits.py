@@ -62,7 +62,7 @@ def test_allocate_gives_minimums_first_and_sums_to_n():
 
 def test_invalid_ratios():
     with pytest.raises(ValueError):
-        SplitConfig(train=-1).ratios
+        _ = SplitConfig(train=-1).ratios
 
 
 def test_a_lone_positive_patient_goes_to_training():

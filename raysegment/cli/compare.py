@@ -17,7 +17,6 @@ def compare(
 ) -> None:
     """Compare models: one table of metrics (train/val/test), a bar chart and a Markdown report with overlays."""
     from raysegment.compare import compare as run_compare
-
     from raysegment.compare.report import chart_split
 
     result = run_compare(sources, out)

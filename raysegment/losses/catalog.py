@@ -7,7 +7,7 @@ targets of shape ``(N, K, H, W)``. Adding a loss is one decorated builder here.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from segmentation_models_pytorch import losses as smp_losses

@@ -16,7 +16,7 @@ which keeps a 240x240x155 volume with a tumour-sized mask under 0.1 s (``benchma
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage

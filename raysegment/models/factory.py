@@ -9,7 +9,8 @@ option is a :class:`~raysegment.errors.ConfigError` that lists the valid ones.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -92,9 +92,15 @@ class TensorBoardLogger:
         for key, value in _numbers(metrics).items():
             self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
         self.writer.flush()
+        self._copy()
+
+    def close(self) -> None:
+        # tensorboardX hands events to a writer thread: flush() does not wait for it, close() does,
+        # so only the copy after close() surely holds the last epoch.
+        self.writer.close()
+        self._copy()
+
+    def _copy(self) -> None:
         for name in os.listdir(self.local_dir):
             with open(os.path.join(self.local_dir, name), "rb") as f:
                 storage.write_bytes(storage.join(self.run_uri, "tensorboard", name), f.read())
-
-    def close(self) -> None:
-        self.writer.close()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
 from raysegment.config import read_yaml_mapping
 from raysegment.errors import ConfigError
 

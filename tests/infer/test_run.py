@@ -102,3 +102,17 @@ def test_predictors_that_take_every_local_cpu_fail_fast(lgg, tmp_path, ray_sessi
         run_inference(config)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_local_decode_and_write_each_get_half_the_cpus_the_predictors_leave(tmp_path, ray_session, monkeypatch):
+    from raysegment.infer.run import IoTasks, io_tasks
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # 2 local CPUs. Sharing the spare ones, Ray Data starved writing and started a worker per queued task.
+    config = lambda **kw: InferConfig(model="m.pt", manifest="m.parquet", out=str(tmp_path), **kw)  # noqa: E731
+    assert io_tasks(config()) == IoTasks(cpus=0.5, limit=1)
+    assert io_tasks(config(workers=2, cpus_per_worker=0.75)) == IoTasks(cpus=0.25, limit=1)
+    assert io_tasks(config(cpus_per_worker=0.5)) == IoTasks(cpus=0.5, limit=1)
+    assert io_tasks(config(cpus_per_worker=0.25)) == IoTasks(cpus=0.5, limit=1)
+    # A cluster's autoscaler adds CPUs for whatever is queued: no cap there.
+    assert io_tasks(config(address="ray://head:10001")) == IoTasks(cpus=0.5, limit=None)

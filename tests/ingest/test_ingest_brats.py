@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from raysegment.ingest import ingest
+from raysegment.ingest.brats import BRATS_REGIONS
 from raysegment.manifest import slice_view
 from raysegment.preprocess import PreprocessConfig, iter_examples
-from raysegment.ingest.brats import BRATS_REGIONS
 from raysegment.sample_data import make_sample_data
 
 

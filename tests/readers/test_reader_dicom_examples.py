@@ -10,7 +10,6 @@ from raysegment.errors import ScanReadError
 from raysegment.readers import read_scan
 
 
-
 def example(name: str) -> str:
     return pydicom_data.get_testdata_file(name)
 

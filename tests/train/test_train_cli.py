@@ -79,3 +79,15 @@ def test_train_command_reports_config_errors_in_one_line(tmp_path):
 def test_train_command_needs_a_manifest(tmp_path):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--manifest" in result.output
+
+
+def test_tensorboard_copy_holds_every_epoch_once_closed(tmp_path):
+    from raysegment.train.tracking import TensorBoardLogger
+
+    logger = TensorBoardLogger(str(tmp_path / "run"))
+    for epoch in (1, 2, 3):
+        # More scalars than tensorboardX's event queue holds: its writer thread lags behind flush().
+        logger.log({"epoch": epoch, **{f"val_m{k}": k / 10 for k in range(30)}, "train_loss": 1.0 / epoch}, epoch)
+    logger.close()
+    tags = tensorboard_tags(tmp_path / "run" / "tensorboard")
+    assert tags["train/loss"] == 3 and all(tags[f"val/m{k}"] == 3 for k in range(30))
