@@ -74,7 +74,8 @@ def _tree_pss() -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # 100 cases at 1x: enough for the pipeline to reach its steady state (every decode/write slot
-    # busy); a smaller run ends before Ray has started all its worker processes and flatters nothing.
+    # busy). A smaller 1x run ends before Ray has started all its worker processes, so the ratio
+    # would measure the worker pool filling up, not memory growing with the archive.
     parser.add_argument("--patients", type=int, default=20, help="LGG patients of the 1x run; the 10x run has 10x as many")
     parser.add_argument("--slices", type=int, default=5, help="slices per patient")
     parser.add_argument("--size", type=int, default=128)

@@ -93,7 +93,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     if config.limit is not None:
         manifest = manifest.head(config.limit)
     init_ray(config.address)
-    check_capacity(config)
+    io = io_tasks(config)  # fails fast on a request the local instance cannot meet
     storage.remove_stale_temporaries(config.out)  # what a run killed mid-write left behind
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the CLI draws one progress bar per case instead
@@ -101,7 +101,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
 
     clock = time.perf_counter()
     results = []
-    for row in _pipeline(config, plan, manifest).iter_rows():
+    for row in _pipeline(config, plan, manifest, io).iter_rows():
         results.append(row)
         if on_case is not None:
             on_case(row, len(manifest))
@@ -110,7 +110,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     return _finish(config, plan, results, seconds, started)
 
 
-def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame):
+def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks):
     import ray
 
     # The driver has read and validated the manifest already (fail fast, unique case ids, --limit);
@@ -120,7 +120,6 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame):
     rows = manifest[_MANIFEST_COLUMNS].reset_index(drop=True)
     ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
     env = task_runtime_env()
-    io = io_tasks(config)
     pool = ray.data.TaskPoolStrategy(size=io.limit)
     # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
     # GPU) predictor actors.
@@ -146,35 +145,22 @@ class IoTasks:
 
 
 def io_tasks(config: InferConfig) -> IoTasks:
-    """Decode and write tasks: half a CPU each (they partly wait on storage), capped on a local instance.
+    """Size the decode and write tasks: half a CPU each (they partly wait on storage), capped on a local instance.
 
     On a local instance the CPUs the predictors leave are split evenly between decoding and
     writing. Sharing them instead, Ray Data keeps decoding ahead while finished predictions wait to
     be written (on 2 cores the first mask of a 96-volume run came after 44 s, not 7 s), and every
     task it queues beyond what can run makes the raylet start another worker process (torch
-    imported, about 0.4 GB): peak memory then grows with the manifest. A cluster gets no cap: its
-    autoscaler adds CPUs for the queue.
+    imported, about 0.4 GB): peak memory then grows with the manifest. A cluster is neither capped
+    nor checked: its autoscaler adds CPUs and GPUs for the queue.
+
+    Raises:
+        ConfigError: the predictors would leave a local instance less than ``_IO_TASK_CPUS`` for
+            decoding and writing (Ray Data would wait forever), or ask for GPUs it lacks.
     """
     have = local_resources(config.address)
     if have is None:
         return IoTasks(_IO_TASK_CPUS, None)
-    per_stage = (have.get("CPU", 0.0) - config.workers * config.cpus_per_worker) / 2
-    cpus = min(_IO_TASK_CPUS, per_stage)  # check_capacity leaves at least _IO_TASK_CPUS to split
-    return IoTasks(cpus, max(1, int(per_stage // cpus)))
-
-
-def check_capacity(config: InferConfig) -> None:
-    """Fail fast when the predictors would take every CPU of a local Ray instance.
-
-    Decode and write tasks need ``_IO_TASK_CPUS`` beside the predictor actors; without it Ray Data
-    waits forever. Only a local instance is checked: a cluster may be about to scale up.
-
-    Raises:
-        ConfigError: naming the request and the CPUs there are.
-    """
-    have = local_resources(config.address)
-    if have is None:
-        return
     check_local_request(config.address, {"GPU": config.workers * config.gpus_per_worker},
                         f"--workers {config.workers} x --gpus-per-worker {config.gpus_per_worker:g}")
     cpus = have.get("CPU", 0.0)
@@ -185,6 +171,9 @@ def check_capacity(config: InferConfig) -> None:
             f"leaves less than {_IO_TASK_CPUS:g} of the {cpus:g} local CPUs for reading and writing scans; "
             f"lower --workers or --cpus-per-worker (e.g. --cpus-per-worker {max(cpus - _IO_TASK_CPUS, 0.1) / config.workers:.2g})"
         )
+    per_stage = (cpus - wanted) / 2
+    io_cpus = min(_IO_TASK_CPUS, per_stage)
+    return IoTasks(io_cpus, max(1, int(per_stage // io_cpus)))
 
 
 def _cases_per_call(manifest: pd.DataFrame, batch_size: int) -> int:
