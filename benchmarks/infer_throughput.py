@@ -64,9 +64,10 @@ def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, star
     import torch
 
     from raysegment import storage
-    from raysegment.infer.postprocess import binarize, to_input_grid
+    from raysegment.infer.postprocess import to_input_grid
     from raysegment.manifest import read_manifest
     from raysegment.models import load_model, precision
+    from raysegment.postprocess import PostprocessConfig
     from raysegment.preprocess import apply_steps, reorient, stack_channels
     from raysegment.readers import read_scan
     from raysegment.writers import WRITERS, Reference, output_format
@@ -92,7 +93,7 @@ def bare_loop(manifest_uri: str, model_uri: str, batch_size: int, out: str, star
                     logits = model(torch.from_numpy(images[i : i + batch_size]).to(device))
                 outputs.append(torch.sigmoid(logits.float()).cpu().numpy())
             prob = np.concatenate(outputs)
-            mask = binarize(to_input_grid(prob, prepared[0][2], orientation, volume=image.ndim == 4), 0.5, False)
+            mask = PostprocessConfig().apply(to_input_grid(prob, prepared[0][2], orientation, volume=image.ndim == 4))
             writer = WRITERS.get(output_format("auto", scans[0].metadata.get("format") or row["format"]))()
             reference = Reference(row["case_id"], scans[0].affine, scans[0].spacing, scans[0].metadata,
                                   list(row["image_uris"]), list(metadata["class_names"]))

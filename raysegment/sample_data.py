@@ -1,4 +1,4 @@
-"""Small synthetic datasets in the real published layouts of the three seed datasets.
+"""Small synthetic datasets in real published layouts: the three seed datasets, MSD and nnU-Net.
 
 They are the embedded default of ``raysegment demo`` and the fixtures of the importer tests. The
 lesions are learnable (a bright blob whose mask is exactly the blob), so a few epochs of a small
@@ -12,12 +12,16 @@ U-Net reach a high Dice, which is how the demo shows that training works.
 * ``lv``: cardiac MR DICOM slices with PNG left-ventricle masks, ``training/*.dcm`` + ``*.png`` and
   ``test/*.dcm`` + ``test/GT/*.png``; the DICOM headers carry (fake) patient names, which the
   importer must not copy.
+* ``msd``: Medical Segmentation Decathlon ``dataset.json`` + ``imagesTr/`` (4D: two modalities on the
+  4th axis) + ``labelsTr/`` (two exclusive classes, as the hippocampus's anterior/posterior) + ``imagesTs/``.
+* ``nnunet``: the same cases in the nnU-Net v2 raw layout (``<case>_0000.nii.gz`` per channel).
 """
 
 from __future__ import annotations
 
 import datetime
 import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -210,6 +214,78 @@ def make_lv(out: str, patients: int = 6, slices: int = 6, size: int = 96, seed: 
     return SampleInfo("lv", out, patients + test_patients, files)
 
 
+SAMPLE_CHANNELS = ("T1", "T2")
+SAMPLE_LABELS = ("anterior", "posterior")
+
+
+def _two_class_cases(patients: int, test: int, size: int, depth: int, seed: int):
+    """``(case, labeled, image (i, j, k, 2) int16, labels (i, j, k) uint8)``: a blob cut in two exclusive classes.
+
+    Class 1 (the front half) is bright in T1 and class 2 (the back half) in T2, so telling them
+    apart needs both channels.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (size, size, depth)
+    for i in range(patients + test):
+        center = np.array(shape) * rng.uniform(0.4, 0.6, size=3)
+        blob = _blob(shape, center, np.array(shape) * rng.uniform(0.18, 0.28, size=3))
+        front = np.arange(size)[None, :, None] < center[1]
+        labels = (blob & front) * 1 + (blob & ~front) * 2
+        t1 = 300 + 40 * _texture(rng, shape) + 250 * (labels == 1) + 60 * (labels == 2)
+        t2 = 300 + 40 * _texture(rng, shape) + 60 * (labels == 1) + 250 * (labels == 2)
+        image = np.stack([t1, t2], axis=-1).astype(np.int16)
+        yield f"sample_{i + 1:03d}", i < patients, image, labels.astype(np.uint8)
+
+
+def _save_nifti(uri: str, array: np.ndarray, affine: np.ndarray) -> None:
+    import nibabel as nib
+
+    image = nib.Nifti1Image(array, affine)
+    _write_array(uri, lambda f: nib.save(image, f))
+
+
+_SAMPLE_AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # anisotropic, as most MR series
+
+
+@GENERATORS.register("msd")
+def make_msd(out: str, patients: int = 6, size: int = 24, depth: int = 12, test: int = 2, seed: int = 0, **_) -> SampleInfo:
+    """MSD layout: ``dataset.json``, 4D two-modality ``imagesTr/``, ``labelsTr/`` {0, 1, 2}, unlabeled ``imagesTs/``."""
+    training, tests = [], []
+    for case, labeled, image, labels in _two_class_cases(patients, test, size, depth, seed):
+        image_path = f"./{'imagesTr' if labeled else 'imagesTs'}/{case}.nii.gz"
+        _save_nifti(storage.join(out, image_path[2:]), image, _SAMPLE_AFFINE)
+        if labeled:
+            _save_nifti(storage.join(out, "labelsTr", f"{case}.nii.gz"), labels, _SAMPLE_AFFINE)
+            training.append({"image": image_path, "label": f"./labelsTr/{case}.nii.gz"})
+        else:
+            tests.append(image_path)
+    described = {
+        "name": "Sample", "description": "Synthetic two-class sample in the MSD layout (raysegment)", "tensorImageSize": "4D",
+        "modality": {str(i): c for i, c in enumerate(SAMPLE_CHANNELS)},
+        "labels": {"0": "background", **{str(i + 1): name for i, name in enumerate(SAMPLE_LABELS)}},
+        "numTraining": patients, "numTest": test, "training": training, "test": tests,
+    }
+    storage.write_bytes(storage.join(out, "dataset.json"), json.dumps(described, indent=1).encode())
+    return SampleInfo("msd", storage.normalize(out), patients + test, 2 * patients + test + 1)
+
+
+@GENERATORS.register("nnunet")
+def make_nnunet(out: str, patients: int = 6, size: int = 24, depth: int = 12, test: int = 2, seed: int = 0, **_) -> SampleInfo:
+    """nnU-Net v2 raw layout: ``imagesTr/<case>_000{0,1}.nii.gz``, ``labelsTr/<case>.nii.gz``, ``imagesTs/``."""
+    for case, labeled, image, labels in _two_class_cases(patients, test, size, depth, seed):
+        for k in range(image.shape[-1]):
+            _save_nifti(storage.join(out, "imagesTr" if labeled else "imagesTs", f"{case}_{k:04d}.nii.gz"), image[..., k], _SAMPLE_AFFINE)
+        if labeled:
+            _save_nifti(storage.join(out, "labelsTr", f"{case}.nii.gz"), labels, _SAMPLE_AFFINE)
+    described = {
+        "channel_names": {str(i): c for i, c in enumerate(SAMPLE_CHANNELS)},
+        "labels": {"background": 0, **{name: i + 1 for i, name in enumerate(SAMPLE_LABELS)}},
+        "numTraining": patients, "file_ending": ".nii.gz", "name": "Sample",
+    }
+    storage.write_bytes(storage.join(out, "dataset.json"), json.dumps(described, indent=1).encode())
+    return SampleInfo("nnunet", storage.normalize(out), patients + test, 3 * patients + 2 * test + 1)
+
+
 def make_sample_data(out: str, kind: str = "lgg", **options) -> SampleInfo:
-    """Write the sample dataset ``kind`` (``lgg``, ``brats`` or ``lv``) under ``out``."""
+    """Write the sample dataset ``kind`` (a name in :data:`GENERATORS`) under ``out``."""
     return GENERATORS.get(kind)(out, **options)

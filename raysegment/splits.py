@@ -94,3 +94,37 @@ def assign_splits(df: pd.DataFrame, config: SplitConfig = SplitConfig(), fixed: 
             start += counts[name]
     split[labeled] = df.loc[labeled, "patient_id"].map(assignment)
     return split
+
+
+def assign_folds(df: pd.DataFrame, folds: int = 5, seed: int = 0) -> pd.Series:
+    """Cross-validation fold per row (0 .. folds-1), assigned per patient; NaN for rows without a mask.
+
+    Patients with foreground and those without are shuffled with ``seed`` and dealt round-robin
+    separately, so every fold holds its share of both (Buda et al.'s 5-fold protocol over patients).
+    """
+    labeled = df["mask_uri"].notna()
+    patients = df[labeled].groupby("patient_id")["has_foreground"].apply(lambda s: bool(s.fillna(False).any()))
+    if len(patients) < folds:
+        raise ValueError(f"{folds} folds need at least {folds} labeled patients, got {len(patients)}")
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, int] = {}
+    offset = 0
+    for group in (sorted(patients[patients].index), sorted(patients[~patients].index)):
+        for i, patient in enumerate(rng.permutation(group) if group else []):
+            assignment[patient] = (offset + i) % folds
+        offset += len(group)
+    return df["patient_id"].map(assignment).where(labeled)
+
+
+def fold_splits(df: pd.DataFrame, fold_of: pd.Series, fold: int, val: float = 0.1, seed: int = 0) -> pd.Series:
+    """``train``/``val``/``test`` per row for cross-validation fold ``fold``.
+
+    The fold's patients are the test split; ``val`` of the other patients (at least one) are drawn
+    with ``seed`` for model selection, so no test patient ever chooses the model.
+    """
+    split = pd.Series("unlabeled", index=df.index, dtype=object)
+    split[fold_of == fold] = "test"
+    rest = sorted(df.loc[fold_of.notna() & (fold_of != fold), "patient_id"].unique())
+    chosen = set(np.random.default_rng([seed, fold]).permutation(rest)[: max(1, round(val * len(rest)))])
+    split[fold_of.notna() & (fold_of != fold)] = df["patient_id"].map(lambda p: "val" if p in chosen else "train")
+    return split

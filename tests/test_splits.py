@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysegment.splits import SplitConfig, _allocate, assign_splits
+from raysegment.splits import SplitConfig, _allocate, assign_folds, assign_splits, fold_splits
 
 
 def _cases(patients: int, slices: int, positive_every: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -68,3 +68,38 @@ def test_invalid_ratios():
 def test_a_lone_positive_patient_goes_to_training():
     split = assign_splits(_cases(3, 2, positive_every=3), SplitConfig(seed=0))
     assert set(split[:2]) == {"train"}  # P0 is the positive one
+
+
+def _patients_table(positive: int, negative: int) -> pd.DataFrame:
+    rows = [{"patient_id": f"P{p:02d}", "mask_uri": f"m{p}-{s}", "has_foreground": p < positive and s == 1}
+            for p in range(positive + negative) for s in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_folds_put_every_patient_in_one_fold_and_spread_positives():
+    df = _patients_table(positive=10, negative=5)
+    folds = assign_folds(df, folds=5, seed=3)
+    assert folds.notna().all() and set(folds) == set(range(5))
+    assert (df.assign(f=folds).groupby("patient_id")["f"].nunique() == 1).all()
+    per_fold = df.assign(f=folds).groupby("f").agg(patients=("patient_id", "nunique"),
+                                                    positive=("has_foreground", lambda s: s.sum()))
+    assert (per_fold["patients"] == 3).all() and (per_fold["positive"] == 2).all()
+    assert folds.equals(assign_folds(df, folds=5, seed=3))
+    assert not folds.equals(assign_folds(df, folds=5, seed=4))
+
+
+def test_fold_splits_hold_out_the_fold_and_draw_validation_from_the_rest():
+    df = _patients_table(positive=12, negative=8)
+    folds = assign_folds(df, folds=5)
+    for fold in range(5):
+        split = fold_splits(df, folds, fold, val=0.1)
+        by_patient = df.assign(s=split).groupby("patient_id")["s"].agg(set)
+        assert (by_patient.map(len) == 1).all()
+        test = set(df.loc[folds == fold, "patient_id"])
+        assert {p for p, s in by_patient.items() if s == {"test"}} == test
+        assert sum(s == {"val"} for s in by_patient) == 2  # 10% of the 16 others, rounded
+
+
+def test_too_few_patients_for_the_folds():
+    with pytest.raises(ValueError, match="5 folds need at least 5"):
+        assign_folds(_patients_table(positive=2, negative=1), folds=5)

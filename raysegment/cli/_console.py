@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+#: Without a terminal (a pipe, a CronJob's log, ``ray job submit``) rich would assume 80 columns and
+#: wrap tables and paths mid-word; logs have no width, so lines are left long instead.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def print_json(data: Any) -> None:

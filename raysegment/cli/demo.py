@@ -28,11 +28,13 @@ def demo(
     if result.run is None:
         return
     best = result.run.summary["best"]
-    console.print(f"best validation Dice {best['val_dice']:.3f} (epoch {result.run.summary['best_epoch']}); "
-                  f"run: {result.run.run_uri}", highlight=False)
+    console.print(f"best validation Dice per patient {best['val_patient_dice']:.3f} (epoch {result.run.summary['best_epoch']}; "
+                  f"all voxels pooled {best['val_dice']:.3f}); run: {result.run.run_uri}", highlight=False)
+    overview = result.evaluation.overview
+    console.print(table("evaluation of the best model", overview.columns, overview.itertuples(index=False)))
     scores = result.evaluation.summary
     shown = scores[scores["metric"].isin(["dice", "iou", "precision", "recall", "hd95"])]
-    console.print(table("evaluation of the best model", ["split", "class", "metric", "mean", "std", "median"],
+    console.print(table("per slice", ["split", "class", "metric", "mean", "std", "median"],
                         shown[["split", "class", "metric", "mean", "std", "median"]].itertuples(index=False)))
     console.print(f"training curves: {result.run.run_uri}/train_curves.png", highlight=False)
     for name, uri in result.evaluation.figures.items():

@@ -12,11 +12,13 @@ Opt = typer.Option
 
 
 def evaluate(
-    model: Annotated[str, Opt("--model", "-m", help="Checkpoint folder, or a training run folder (its best/ model).")],
+    model: Annotated[str, Opt("--model", "-m", help="Checkpoint folder, a training run folder (its best/ model) or a run's checkpoints/epoch_NNNN.")],
     manifest: Annotated[str, Opt(help="Manifest (.parquet, local or s3://).")],
     out: Annotated[str, Opt("--out", "-o", help="Folder for case_metrics.parquet, summary.*, overlays/ (and volume_* for slice datasets).")],
     split: Annotated[str, Opt(help="Comma-separated splits, e.g. test or train,val,test.")] = "test",
-    threshold: Annotated[float, Opt(help="Probability above which a pixel is foreground.")] = 0.5,
+    threshold: Annotated[Optional[float], Opt(help="Probability above which a pixel is foreground (default: the checkpoint's).")] = None,
+    largest_component: Annotated[Optional[bool], Opt("--largest-component/--no-largest-component",
+                                                     help="Keep only the largest connected component per case or patient (default: the checkpoint's).")] = None,
     workers: Annotated[int, Opt(help="Parallel scoring actors.")] = 1,
     max_cases: Annotated[Optional[int], Opt(help="At most this many cases per split.")] = None,
     address: Annotated[Optional[str], Opt(help="Ray cluster address; default RAY_ADDRESS or a local Ray.")] = None,
@@ -25,12 +27,14 @@ def evaluate(
     """Per-case metrics at the original resolution, summary statistics and best/median/worst overlays."""
     from raysegment.evaluate import evaluate as run_evaluate
 
-    result = run_evaluate(model, manifest, split, out, threshold=threshold, workers=workers, max_cases=max_cases,
+    overrides = {k: v for k, v in {"threshold": threshold, "largest_component": largest_component}.items() if v is not None}
+    result = run_evaluate(model, manifest, split, out, postprocess=overrides, workers=workers, max_cases=max_cases,
                           address=address)
     if as_json:
         print_json(result.summary.to_dict(orient="records"))
         return
-    _print_summary(result.summary, f"evaluation of {model}")
+    console.print(table(f"evaluation of {model}", result.overview.columns, result.overview.itertuples(index=False)))
+    _print_summary(result.summary, "per case")
     console.print(f"per-case metrics: {result.out}/case_metrics.parquet", highlight=False)
     if len(result.volumes):
         _print_summary(result.volume_summary, "per patient volume (slices stacked)")

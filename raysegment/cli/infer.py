@@ -12,7 +12,7 @@ _SHOWN_ERRORS = 20
 
 
 def infer(
-    model: Annotated[str | None, typer.Option(help="Checkpoint directory (local or s3://).")] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint folder, training run (its best/) or a run's checkpoints/epoch_NNNN (local or s3://).")] = None,
     manifest: Annotated[str | None, typer.Option(help="Parquet manifest of the cases to segment.")] = None,
     out: Annotated[str | None, typer.Option(help="Output root for masks, records, metrics.parquet, errors.parquet, run.json.")] = None,
     config: Annotated[str | None, typer.Option(help="YAML file of InferConfig fields; options given here override it.")] = None,
@@ -25,8 +25,10 @@ def infer(
     format: Annotated[str | None, typer.Option(help="Mask format: auto (the input's), nifti, tiff, png or dicom-seg.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo cases already complete in --out.")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N cases of the manifest.")] = None,
-    threshold: Annotated[float | None, typer.Option(help="Probability above which a voxel is foreground.")] = None,
-    largest_component: Annotated[bool, typer.Option("--largest-component", help="Keep each class's largest connected component.")] = False,
+    threshold: Annotated[float | None, typer.Option(help="Probability above which a voxel is foreground (default: the checkpoint's).")] = None,
+    largest_component: Annotated[bool | None, typer.Option(
+        "--largest-component/--no-largest-component",
+        help="Keep only each class's largest connected component, 3D over a patient's slices (default: the checkpoint's).")] = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write per-class probability maps.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default RAY_ADDRESS or a local instance.")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print run.json instead of the progress bar and tables.")] = False,
@@ -40,7 +42,7 @@ def infer(
     settings = InferConfig.load(
         config, date=date, model=model, manifest=manifest, out=out, workers=workers, gpus_per_worker=gpus_per_worker,
         cpus_per_worker=cpus_per_worker, batch_size=batch_size, amp=amp, format=format, overwrite=overwrite or None, limit=limit, threshold=threshold,
-        largest_component=largest_component or None, save_probabilities=save_probabilities or None, address=address,
+        largest_component=largest_component, save_probabilities=save_probabilities or None, address=address,
     )
     if json:
         result = run_inference(settings)

@@ -11,11 +11,12 @@ from raysegment.cli._console import console
 
 def sample_data(
     out: Annotated[str, typer.Argument(help="Folder or s3:// prefix to write the dataset under.")],
-    kind: Annotated[str, typer.Option(help="Layout: lgg (Kaggle TIFF), brats (BraTS 2020 NIfTI) or lv (DICOM + PNG).")] = "lgg",
+    kind: Annotated[str, typer.Option(help="Layout: lgg (Kaggle TIFF), brats (BraTS 2020 NIfTI), lv (DICOM + PNG), msd (Decathlon dataset.json + 4D NIfTI) "
+                                           "or nnunet (nnU-Net v2 raw, a NIfTI per channel).")] = "lgg",
     patients: Annotated[int, typer.Option(help="Number of patients (training cases).")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
 ) -> None:
-    """Write a small synthetic dataset (learnable lesions) in the real layout of a seed dataset."""
+    """Write a small synthetic dataset (learnable lesions) in a real published layout."""
     from raysegment.sample_data import make_sample_data
 
     info = make_sample_data(out, kind, patients=patients, seed=seed)

@@ -59,8 +59,10 @@ def train(
         return
     best = result.summary["best"]
     rows = [(name, best.get(f"train_{name}"), best.get(f"val_{name}")) for name in ("loss", "dice", "iou", "precision", "recall")]
-    console.print(table(f"best epoch {result.summary['best_epoch']} of {result.summary['epochs_run']}", ["metric", "train", "val"], rows))
-    console.print(f"run: {result.run_uri}\nbest model: {result.best_model_uri}\n"
+    rows += [("dice per patient", "-", best.get("val_patient_dice")), ("empty slices", "-", best.get("val_empty_slices"))]
+    console.print(table(f"best epoch {result.summary['best_epoch']} of {result.summary['epochs_run']} (by {result.summary['monitor']}; "
+                        "dice..recall: all voxels pooled)", ["metric", "train", "val"], rows))
+    console.print(f"run: {result.run_uri}\nbest model: {result.best_model_uri}\nlast model: {result.summary['last_model_uri']}\n"
                   f"{result.summary['images_per_s']:.1f} images/s, {result.summary['wall_time_s']:.0f} s", highlight=False)
 
 

@@ -20,7 +20,7 @@ def tune(
     space: Annotated[Optional[str], Opt(help="Search space YAML: dotted keys -> {choice|uniform|loguniform|grid: [...]}, null drops a default.")] = None,
     samples: Annotated[Optional[int], Opt(help="Trials to sample (times the size of any grid).")] = None,
     max_epochs: Annotated[Optional[int], Opt(help="Epochs of a trial that is not stopped early.")] = None,
-    metric: Annotated[Optional[str], Opt(help="Metric that ranks trials (val_dice, val_iou, val_loss...).")] = None,
+    metric: Annotated[Optional[str], Opt(help="Metric that ranks trials (default val_patient_dice; val_dice, val_iou, val_loss...).")] = None,
     mode: Annotated[Optional[str], Opt(help="max or min.")] = None,
     scheduler: Annotated[Optional[str], Opt(help="asha (early stopping) or fifo.")] = None,
     search: Annotated[Optional[str], Opt(help="random or optuna (TPE).")] = None,

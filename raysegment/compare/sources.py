@@ -22,8 +22,11 @@ import pandas as pd
 from raysegment import storage
 from raysegment.errors import ConfigError
 
-#: Metrics compared, as (column stem, name in training histories, name in evaluation tables).
+#: Metrics compared, as (column stem, name in training histories, name in evaluation tables). The
+#: per-patient Dice and the share of empty cases come first: a per-slice mean alone flatters a model.
 METRICS = (
+    ("patient_dice", "patient_dice", "patient_dice"),
+    ("empty_share", "empty_slices", "empty_share"),
     ("dice", "dice", "dice"),
     ("iou", "iou", "iou"),
     ("sensitivity", "recall", "recall"),
@@ -83,13 +86,17 @@ def _run_info(summary: dict) -> dict[str, object]:
 
 
 def _evaluation(uri: str) -> tuple[dict[str, float], dict[str, str]]:
-    """Per-split means over cases and classes of an evaluate output, and its overlays."""
+    """Per-split means over cases and classes of an evaluate output, its per-split overview figures, and its overlays."""
     cases = storage.read_table(storage.join(uri, "case_metrics.parquet")).to_pandas()
+    overview_uri = storage.join(uri, "overview.json")
+    overview = {row["split"]: row for row in _json(overview_uri)} if storage.exists(overview_uri) else {}
     metrics = {}
     for split, part in cases.groupby("split"):
         for stem, _, eval_name in METRICS:
             if eval_name in part:
                 metrics[f"{split}_{stem}"] = float(pd.to_numeric(part[eval_name], errors="coerce").mean())
+            elif overview.get(split, {}).get(eval_name) is not None:
+                metrics[f"{split}_{stem}"] = float(overview[split][eval_name])
     index = storage.join(uri, "overlays", "index.json")
     overlays = _json(index) if storage.exists(index) else {}
     return metrics, overlays

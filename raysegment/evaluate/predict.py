@@ -2,8 +2,9 @@
 
 The case is read once without any preprocessing steps (so its mask is the ground truth at the
 scan's own resolution); each slice then goes through the checkpoint's own steps
-(:func:`raysegment.preprocess.apply_steps`), the model, and back through
-:func:`raysegment.preprocess.invert_geometry`. Volumes are stacked again along the last axis and
+(:func:`raysegment.preprocess.apply_steps`), the model, back through
+:func:`raysegment.preprocess.invert_geometry`, and the checkpoint's post-processing
+(:class:`raysegment.postprocess.PostprocessConfig`). Volumes are stacked again along the last axis and
 put back in the file's voxel order before scoring in 3D with the scan's spacing.
 """
 
@@ -16,6 +17,7 @@ import torch
 
 from raysegment.metrics import case_metrics
 from raysegment.models.checkpoint import load_model
+from raysegment.postprocess import PostprocessConfig
 from raysegment.preprocess import (
     PreprocessConfig,
     apply_steps,
@@ -46,21 +48,26 @@ class CaseScorer:
 
     Args:
         model_uri: a checkpoint directory (``model.json`` + ``model.pt``).
-        threshold: probability above which a pixel is foreground.
+        postprocess: overrides of the checkpoint's post-processing (``threshold``, ``largest_component``).
         batch_size: slices per forward pass.
     """
 
-    def __init__(self, model_uri: str, threshold: float = 0.5, batch_size: int = 16):
+    def __init__(self, model_uri: str, postprocess: dict | None = None, batch_size: int = 16):
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, meta = load_model(model_uri, map_location=device)
         self.device = torch.device(device)
         self.preprocess = PreprocessConfig.model_validate(meta["preprocess"])
+        self.postprocess = PostprocessConfig.model_validate({**meta.get("postprocess", {}), **(postprocess or {})})
         self.class_names = list(meta.get("class_names") or self.preprocess.class_names)
-        self.threshold = threshold
         self.batch_size = batch_size
 
-    def predict(self, row: dict) -> CasePrediction:
-        """Run the model on every slice of ``row`` and map the prediction back to the scan's grid."""
+    def predict(self, row: dict, postprocess: bool = True) -> CasePrediction:
+        """Run the model on every slice of ``row`` and map the prediction back to the scan's grid.
+
+        Args:
+            postprocess: apply the whole post-processing to this case; False only thresholds (a
+                slice that :class:`VolumeScorer` post-processes with the rest of its volume).
+        """
         from raysegment.readers import read_mask
 
         raw = self.preprocess.model_copy(update={"steps": [], "slice_selection": "all"})
@@ -72,19 +79,21 @@ class CaseScorer:
                 chunk = np.stack([image for image, _, _ in prepared[start:start + self.batch_size]])
                 logits = self.model(torch.from_numpy(chunk).to(self.device))
                 probabilities.extend(torch.sigmoid(logits.float()).cpu().numpy())
-        predictions = [invert_geometry(p, record, mode="linear") > self.threshold
+        threshold = self.postprocess.threshold
+        predictions = [(invert_geometry(p, record, mode="linear") > threshold).astype(np.uint8)
                        for p, (_, _, record) in zip(probabilities, prepared)]
+        finish = self.postprocess.clean if postprocess else (lambda mask: mask)
         spacing = read_mask(row["mask_uri"]).spacing
         if len(examples) == 1 and row.get("level") == "slice":
             ex = examples[0]
-            return CasePrediction(row["case_id"], ex["image"], ex["mask"] > 0.5, predictions[0], tuple(spacing[:2]))
+            return CasePrediction(row["case_id"], ex["image"], ex["mask"] > 0.5, finish(predictions[0]) > 0, tuple(spacing[:2]))
         orientation = examples[0]["geometry"]["orientation"]
         def stack(arrays):  # slices back into a volume, in the file's voxel order
             return restore_orientation(np.stack(arrays, axis=-1), orientation)
 
         return CasePrediction(row["case_id"], stack([ex["image"] for ex in examples]),
                               stack([ex["mask"] for ex in examples]) > 0.5,
-                              stack([p.astype(np.float32) for p in predictions]) > 0.5, tuple(spacing))
+                              finish(stack(predictions)) > 0, tuple(spacing))
 
     def score(self, row: dict) -> list[dict]:
         """Per-class metric rows of one case (``case_id``, ``split``, ``class`` and the case metrics)."""
@@ -97,29 +106,36 @@ class CaseScorer:
 
 
 class VolumeScorer(CaseScorer):
-    """Scores the slice cases of one volume together (a Ray Data ``flat_map`` callable class).
+    """Scores the slice cases of one patient volume together (a Ray Data ``flat_map`` callable class).
 
-    Slice datasets (LGG: one TIFF per slice) are scored per slice, as the seed reports do, and
-    per patient volume: the slices stacked in order and scored in 3D, which is what a Dice per
-    patient means. Each slice is predicted once for both. The slice files carry no slice distance,
-    so the stacking axis counts one unit per slice in HD95 and ASSD.
+    Slice datasets (LGG: one TIFF per slice) are judged per patient: the slices are stacked in
+    order, post-processed as one volume (the 3D largest component), and scored in 3D; each slice
+    is also scored on its own, from the same post-processed stack, as the seed reports do. The slice
+    files carry no slice distance, so the stacking axis counts one unit per slice in HD95 and ASSD.
     """
 
-    def score_volume(self, rows: list[dict]) -> list[dict]:
-        """Per-class rows of each slice (``level`` ``case``) and of the stacked volume (``level`` ``volume``)."""
+    def predict_volume(self, rows: list[dict]) -> tuple[list[dict], CasePrediction]:
+        """The volume's rows in slice order and its stacked, post-processed prediction ``(K, H, W, S)``."""
         rows = sorted(rows, key=lambda r: r["slice_index"])
-        cases = [self.predict(row) for row in rows]
-        out = []
-        for row, case in zip(rows, cases):
-            for r in case_metrics(case.prediction, case.truth, case.spacing, self.class_names):
-                out.append({"level": "case", "case_id": case.case_id, "volume_id": row["volume_id"], "split": row.get("split"),
-                            "dimensions": len(case.spacing), **r})
+        cases = [self.predict(row, postprocess=False) for row in rows]
         def stack(arrays):
             return np.stack(arrays, axis=-1)
 
-        spacing = (*cases[0].spacing, 1.0)
-        for r in case_metrics(stack([c.prediction for c in cases]), stack([c.truth for c in cases]), spacing, self.class_names):
-            out.append({"level": "volume", "case_id": rows[0]["volume_id"], "volume_id": rows[0]["volume_id"],
+        volume = CasePrediction(rows[0]["volume_id"], stack([c.image for c in cases]), stack([c.truth for c in cases]),
+                                self.postprocess.clean(stack([c.prediction for c in cases]).astype(np.uint8)) > 0,
+                                (*cases[0].spacing, 1.0))
+        return rows, volume
+
+    def score_volume(self, rows: list[dict]) -> list[dict]:
+        """Per-class rows of each slice (``level`` ``case``) and of the stacked volume (``level`` ``volume``)."""
+        rows, volume = self.predict_volume(rows)
+        out = []
+        for k, row in enumerate(rows):
+            for r in case_metrics(volume.prediction[..., k], volume.truth[..., k], volume.spacing[:2], self.class_names):
+                out.append({"level": "case", "case_id": row["case_id"], "volume_id": row["volume_id"], "split": row.get("split"),
+                            "dimensions": 2, **r})
+        for r in case_metrics(volume.prediction, volume.truth, volume.spacing, self.class_names):
+            out.append({"level": "volume", "case_id": volume.case_id, "volume_id": volume.case_id,
                         "split": rows[0].get("split"), "dimensions": 3, "slices": len(rows), **r})
         return out
 

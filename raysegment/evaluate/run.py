@@ -27,6 +27,7 @@ from raysegment.manifest import read_manifest
 from raysegment.metrics import aggregate
 from raysegment.models.checkpoint import read_metadata
 from raysegment.runtime import init_ray
+from raysegment.train.export import resolve_model
 
 RANKS = ("best", "median", "worst")
 _SLICE_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "volume_id", "split", "format"]
@@ -38,12 +39,14 @@ class EvalResult:
         cases: per case and class metric rows.
         summary: long table ``split, class, metric, mean, std, median, ...``.
         figures: overlay figure URIs by ``"<split>_<rank>"``.
+        overview: per split, per-case mean Dice, share of empty cases and (slice datasets) per-patient Dice.
         volumes, volume_summary: the same per stacked volume, for slice datasets (else empty).
     """
 
     out: str
     cases: pd.DataFrame
     summary: pd.DataFrame
+    overview: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: dict[str, str] = field(default_factory=dict)
     volumes: pd.DataFrame = field(default_factory=pd.DataFrame)
     volume_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -54,23 +57,13 @@ class EvalResult:
         return float(rows[metric].mean())
 
 
-def resolve_model(uri: str) -> str:
-    """A checkpoint directory itself, or the ``best/`` checkpoint of a training run folder."""
-    from raysegment.models.checkpoint import SPEC_FILE
-
-    uri = storage.normalize(uri)
-    for candidate in (uri, storage.join(uri, "best")):
-        if storage.exists(storage.join(candidate, SPEC_FILE)):
-            return candidate
-    raise ConfigError(f"{uri}: neither a model checkpoint ({SPEC_FILE}) nor a training run with best/{SPEC_FILE}")
-
-
 def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: str | None = None,
-             threshold: float = 0.5, workers: int = 1, max_cases: int | None = None,
+             postprocess: dict | None = None, workers: int = 1, max_cases: int | None = None,
              address: str | None = None) -> EvalResult:
-    """Score ``model`` (checkpoint or run folder) on the labeled cases of ``splits``.
+    """Score ``model`` (checkpoint, run folder or a run's epoch checkpoint) on the labeled cases of ``splits``.
 
     Args:
+        postprocess: overrides of the checkpoint's post-processing, e.g. ``{"largest_component": False}``.
         workers: scoring actors in parallel.
         max_cases: at most this many cases per split (quick checks).
     """
@@ -97,7 +90,7 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
         single = rows[~grouped]
         ds = ray.data.from_items([plain_row(r) for r in single.to_dict(orient="records")],
                                  override_num_blocks=max(1, min(len(single), 4 * workers)))
-        parts += ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, threshold),
+        parts += ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, postprocess),
                              compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
     if grouped.any():
         # The driver holds the rows already: grouping them here costs nothing, where Ray Data's
@@ -105,7 +98,7 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
         groups = [{"rows": [plain_row(r) for r in part.to_dict(orient="records")]}
                   for _, part in rows[grouped][_SLICE_COLUMNS].groupby("volume_id", sort=False)]
         ds = ray.data.from_items(groups, override_num_blocks=max(1, min(len(groups), 4 * workers)))
-        parts += ds.flat_map(VolumeScorer, fn_constructor_args=(model_uri, threshold),
+        parts += ds.flat_map(VolumeScorer, fn_constructor_args=(model_uri, postprocess),
                              compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
     scored = pd.DataFrame(parts)
     levels = scored["level"] if "level" in scored else pd.Series("case", index=scored.index)
@@ -128,8 +121,29 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
         volume_summary = aggregate(volumes, by=("split", "class"))
         _write_parquet(volumes, storage.join(out, "volume_metrics.parquet"))
         _write_parquet(volume_summary, storage.join(out, "volume_summary.parquet"))
-    figures = overlays(CaseScorer(model_uri, threshold), rows, cases, out)
-    return EvalResult(out=out, cases=cases, summary=summary, figures=figures, volumes=volumes, volume_summary=volume_summary)
+    figures = overlays(VolumeScorer(model_uri, postprocess), rows, volumes if len(volumes) else cases, out)
+    overview = split_overview(cases, volumes)
+    storage.write_bytes(storage.join(out, "overview.json"), overview.to_json(orient="records", indent=2).encode())
+    return EvalResult(out=out, cases=cases, summary=summary, overview=overview, figures=figures, volumes=volumes,
+                      volume_summary=volume_summary)
+
+
+def split_overview(cases: pd.DataFrame, volumes: pd.DataFrame) -> pd.DataFrame:
+    """One row per split: the per-case mean Dice beside the per-patient one and the share of empty cases.
+
+    A slice without foreground predicted empty scores Dice 1: on slice datasets most slices are
+    empty, so the per-slice mean alone looks far better than what a patient gets.
+    """
+    rows = []
+    for split, part in cases.groupby("split", sort=False):
+        per_case = part.groupby("case_id").agg(dice=("dice", "mean"), truth=("volume_true", "sum"))
+        row = {"split": split}
+        if len(volumes):
+            per_volume = volumes[volumes["split"] == split].groupby("case_id")["dice"].mean()
+            row.update(patients=len(per_volume), patient_dice=float(per_volume.mean()), patient_median=float(per_volume.median()))
+        row.update(cases=len(per_case), empty_share=float((per_case["truth"] == 0).mean()), case_dice=float(per_case["dice"].mean()))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _write_parquet(df: pd.DataFrame, uri: str) -> None:
@@ -150,25 +164,31 @@ def ranked_cases(cases: pd.DataFrame) -> dict[str, str]:
     return {"best": ranked.index[0], "median": ranked.index[len(ranked) // 2], "worst": ranked.index[-1]}
 
 
-def overlays(scorer: CaseScorer, rows: pd.DataFrame, cases: pd.DataFrame, out: str) -> dict[str, str]:
-    """Write the best/median/worst overlay of every split; volumes show their slice with most truth."""
+def overlays(scorer: VolumeScorer, rows: pd.DataFrame, scored: pd.DataFrame, out: str) -> dict[str, str]:
+    """Write the best/median/worst overlay of every split; volumes show their slice with most truth.
+
+    ``scored`` are the units that were ranked: cases, or the patient volumes of a slice dataset.
+    """
     from raysegment import plots
     from raysegment.train.data import plain_row
 
     figures = {}
-    for split, part in cases.groupby("split"):
+    for split, part in scored.groupby("split"):
         for rank, case_id in ranked_cases(part).items():
-            row = plain_row(rows[rows["case_id"] == case_id].iloc[0].to_dict())
-            case = scorer.predict(row)
+            if "volume_id" in rows and (rows["volume_id"] == case_id).any():
+                _, case = scorer.predict_volume([plain_row(r) for r in rows[rows["volume_id"] == case_id].to_dict(orient="records")])
+            else:
+                case = scorer.predict(plain_row(rows[rows["case_id"] == case_id].iloc[0].to_dict()))
             image, truth, pred = case.image, case.truth, case.prediction
+            title = case_id
             if truth.ndim == 4:  # a volume: the slice with the most reference (else predicted) foreground
                 weight = truth.sum(axis=(0, 1, 2)) if truth.any() else pred.sum(axis=(0, 1, 2))
                 k = int(np.argmax(weight))
                 image, truth, pred = image[..., k], truth[..., k], pred[..., k]
-                case_id = f"{case_id} slice {k}"
-            dice = float(part[part["case_id"] == row["case_id"]]["dice"].mean())
+                title = f"{case_id} slice {k}"
+            dice = float(part[part["case_id"] == case_id]["dice"].mean())
             uri = storage.join(out, "overlays", f"{split}_{rank}.png")
-            figures[f"{split}_{rank}"] = plots.overlay(image, truth, pred, uri, title=f"{split} {rank}: {case_id} (Dice {dice:.3f})",
+            figures[f"{split}_{rank}"] = plots.overlay(image, truth, pred, uri, title=f"{split} {rank}: {title} (Dice {dice:.3f})",
                                                        class_names=scorer.class_names)
     storage.write_bytes(storage.join(out, "overlays", "index.json"), json.dumps(figures, indent=2).encode())
     return figures

@@ -1,9 +1,11 @@
 """Bulk inference with Ray Data: ``run_inference(InferConfig(...)) -> InferenceResult``.
 
-Stages (one module each): :mod:`.decode` (read + preprocess a case), :mod:`.predictor` (actor pool
-that loads the checkpoint once), :mod:`.postprocess` (back to the input grid, threshold, cleanup),
-:mod:`.write` (mask, metrics, record); :mod:`.layout` defines output keys and completion records,
-:mod:`.run` wires the pipeline and writes ``metrics.parquet``, ``errors.parquet`` and ``run.json``.
+Rows are units (:mod:`.units`: a case, or the slices of one patient volume). Stages (one module
+each): :mod:`.decode` (read + preprocess a unit's cases), :mod:`.predictor` (actor pool that loads
+the checkpoint once), :mod:`.postprocess` (back to the input grid, then the checkpoint's
+post-processing over the whole unit), :mod:`.write` (per case: mask, metrics, record);
+:mod:`.layout` defines output keys and completion records, :mod:`.run` wires the pipeline and
+writes ``metrics.parquet``, ``errors.parquet`` and ``run.json``.
 """
 
 from raysegment.infer.config import InferConfig

@@ -37,8 +37,9 @@ class InferConfig(BaseModel):
         format: mask format; ``auto`` writes the input's format (NIfTI for DICOM input).
         overwrite: redo cases that are already complete in ``out``.
         limit: only the first ``limit`` cases of the manifest.
-        threshold: probability above which a voxel is foreground.
-        largest_component: keep only the largest connected component per class (3D for volumes).
+        threshold: probability above which a voxel is foreground; None keeps the checkpoint's.
+        largest_component: keep only each class's largest connected component (3D for volumes
+            and for a patient's stacked slices); None keeps the checkpoint's.
         save_probabilities: also write the per-class probability map of each case.
         address: Ray cluster to join; default ``RAY_ADDRESS`` or a local instance.
     """
@@ -56,8 +57,8 @@ class InferConfig(BaseModel):
     format: OutputFormat = "auto"
     overwrite: bool = False
     limit: int | None = Field(None, ge=1)
-    threshold: float = Field(0.5, gt=0, lt=1)
-    largest_component: bool = False
+    threshold: float | None = Field(None, gt=0, lt=1)
+    largest_component: bool | None = None
     save_probabilities: bool = False
     address: str | None = None
 

@@ -1,7 +1,8 @@
-"""The decode stage: one manifest row -> one case row of preprocessed slices, or a skip/failure row.
+"""The decode stage: one unit row -> one row of its preprocessed slices, or a skip/failure row.
 
-Runs as parallel CPU tasks (``Dataset.map``). A case is the unit of a row, so the predictor sees
-all slices of a volume together and the write stage reassembles them without any regrouping.
+Runs as parallel CPU tasks (``Dataset.flat_map``). A unit (see :mod:`raysegment.infer.units`) is a
+case, or the slices of one patient volume; its row carries every slice of it, so the predictor sees
+them together and the write stage post-processes the volume without any regrouping.
 """
 
 from __future__ import annotations
@@ -20,34 +21,78 @@ from raysegment.preprocess import apply_steps, reorient, stack_channels
 NO_PIXELS = np.zeros((0, 1, 1, 1), np.float32)
 
 
-def case_row(case_id: str, status: str, stage: str = "", error: str = "", image: np.ndarray = NO_PIXELS,
-             meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A row of the inference dataset; ``status`` is ``ok``, ``skipped`` or ``failed``."""
+def unit_row(unit: str, status: str, cases: list[dict[str, Any]], image: np.ndarray = NO_PIXELS,
+             stage: str = "", error: str = "") -> dict[str, Any]:
+    """A row of the inference dataset.
+
+    Args:
+        unit: the unit's name, for messages.
+        status: ``ok`` (some case has slices in ``image``), ``skipped`` (every case complete) or
+            ``failed`` (no case could be read; or, set by the predictor, the model failed).
+        cases: one entry per case, in slice order (see :func:`case_entry`).
+        image: ``(S, C, h, w)`` float32: the slices of the ``ok`` cases, in order.
+    """
+    meta = json.dumps({"cases": cases}, default=_json_default)
+    return {"unit": unit, "status": status, "stage": stage, "error": error, "image": image, "meta": meta}
+
+
+def case_entry(case_id: str, status: str, stage: str = "", error: str = "", slices: int = 0,
+               meta: dict[str, Any] | None = None, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One case of a unit: ``ok`` with its ``slices`` count and geometry ``meta``, ``skipped`` with its record, or ``failed``."""
     return {"case_id": case_id, "key": case_key(case_id), "status": status, "stage": stage, "error": error,
-            "image": image, "meta": json.dumps(meta or {}, default=_json_default)}
+            "slices": slices, "meta": meta or {}, "record": record}
 
 
-def decode_case(row: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    """Read, stack and preprocess one case as the checkpoint's PreprocessConfig says.
+def decode_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    """Read, stack and preprocess the cases of one unit as the checkpoint's PreprocessConfig says.
+
+    The unit is skipped only when all of its cases are complete: otherwise it is redone whole,
+    since the post-processing of each slice needs all the others. A case that cannot be read
+    becomes a ``failed`` entry; the others go on.
 
     Returns:
-        A :func:`case_row`: ``ok`` with ``image`` ``(S, C, h, w)`` float32 and the geometry needed
-        to map predictions back; ``skipped`` with the existing record when the case is already
-        complete; ``failed`` with the stage and a one-line error naming the file.
+        One :func:`unit_row`; or one per case when the slices' preprocessed shapes differ, since
+        the predictor takes one array per row (such slices are post-processed one by one anyway).
+    """
+    unit, cases = str(row["unit"]), json.loads(row["cases"])
+    if not plan.overwrite:
+        records = [_completed(str(c["case_id"]), plan) for c in cases]
+        if all(r is not None for r in records):
+            return [unit_row(unit, "skipped", [case_entry(str(c["case_id"]), "skipped", record=r) for c, r in zip(cases, records)])]
+    decoded = [decode_case(c, plan) for c in cases]
+    shapes = {image.shape[1:] for _, image in decoded if image is not None}
+    parts = [decoded] if len(shapes) <= 1 else [[d] for d in decoded]
+    return [_unit_row(unit, part) for part in parts]
+
+
+def decode_case(row: dict[str, Any], plan: Plan) -> tuple[dict[str, Any], np.ndarray | None]:
+    """One case's :func:`case_entry` and its ``(S, C, h, w)`` float32 slices (None when it failed).
+
+    A failed entry names the stage and gives a one-line error naming the file.
     """
     case_id = str(row["case_id"])
     uris = [str(u) for u in row["image_uris"]]
     try:
-        if not plan.overwrite:
-            record = completed_record(plan.out, case_id, plan.model_id)
-            if record is not None:
-                return case_row(case_id, "skipped", meta={"record": record})
         image, meta = _prepare(row, uris, plan)
     except RaySegmentError as exc:
-        return case_row(case_id, "failed", "read", str(exc))
+        return case_entry(case_id, "failed", "read", str(exc)), None
     except Exception as exc:  # noqa: BLE001 - a bug or a library surprise must not end the run: record it against the file
-        return case_row(case_id, "failed", "preprocess", f"{uris[0] if uris else case_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-    return case_row(case_id, "ok", image=image, meta=meta)
+        return case_entry(case_id, "failed", "preprocess", f"{uris[0] if uris else case_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"), None
+    return case_entry(case_id, "ok", slices=len(image), meta=meta), image
+
+
+def _unit_row(unit: str, decoded: list[tuple[dict[str, Any], np.ndarray | None]]) -> dict[str, Any]:
+    images = [image for _, image in decoded if image is not None]
+    if not images:
+        return unit_row(unit, "failed", [entry for entry, _ in decoded])
+    return unit_row(unit, "ok", [entry for entry, _ in decoded], image=np.concatenate(images))
+
+
+def _completed(case_id: str, plan: Plan) -> dict[str, Any] | None:
+    try:
+        return completed_record(plan.out, case_id, plan.model_id)
+    except RaySegmentError:
+        return None  # unreachable storage: decoding the case will say so against its file
 
 
 def _prepare(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[np.ndarray, dict[str, Any]]:

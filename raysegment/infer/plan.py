@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raysegment.infer.config import InferConfig
+from raysegment.postprocess import PostprocessConfig
 from raysegment.preprocess import PreprocessConfig
 
 
@@ -19,13 +20,15 @@ class Plan:
     Attributes:
         out: output root URI.
         model_uri: checkpoint directory.
-        model_id: ``<model name>-<12 hex digits of model.json's SHA-256>``; records of another
-            model do not count as done.
+        model_id: ``<model name>-<12 hex digits of the SHA-256 of model.json and the post-processing>``;
+            records of another model or post-processing do not count as done.
         preprocess: the checkpoint's PreprocessConfig as a dict.
+        postprocess: the PostprocessConfig masks are made with, as a dict: the checkpoint's, with
+            the config's ``threshold`` and ``largest_component`` laid over it where given.
         in_channels: channels the model takes.
         class_names: one name per model output channel.
         format: requested output format (``auto`` resolves per case).
-        threshold, largest_component, save_probabilities, overwrite, batch_size: from the config.
+        save_probabilities, overwrite, batch_size: from the config.
         amp: autocast dtype of the forward passes (``none``, ``bf16``, ``fp16``).
         threads: intra-op threads of a predictor running on CPU (the CPUs it reserves, rounded up).
     """
@@ -37,8 +40,7 @@ class Plan:
     in_channels: int
     class_names: tuple[str, ...]
     format: str
-    threshold: float
-    largest_component: bool
+    postprocess: dict[str, Any]
     save_probabilities: bool
     overwrite: bool
     batch_size: int
@@ -53,7 +55,10 @@ class Plan:
         class_names = metadata.get("class_names") or preprocess.class_names
         if len(class_names) != int(spec.get("classes", 1)):
             class_names = [f"class{k}" for k in range(int(spec.get("classes", 1)))]
-        digest = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:12]
+        overrides = {k: getattr(config, k) for k in ("threshold", "largest_component") if getattr(config, k) is not None}
+        postprocess = PostprocessConfig(**(metadata.get("postprocess") or {})).model_copy(update=overrides)
+        # Masks made with another post-processing are other outputs: they must not count as done.
+        digest = hashlib.sha256(json.dumps({**metadata, "postprocess": postprocess.model_dump()}, sort_keys=True).encode()).hexdigest()[:12]
         return cls(
             out=config.out,
             model_uri=config.model,
@@ -63,8 +68,7 @@ class Plan:
             in_channels=int(spec.get("in_channels", 3)),
             class_names=tuple(class_names),
             format=config.format,
-            threshold=config.threshold,
-            largest_component=config.largest_component,
+            postprocess=postprocess.model_dump(),
             save_probabilities=config.save_probabilities,
             overwrite=config.overwrite,
             batch_size=config.batch_size,
@@ -75,3 +79,7 @@ class Plan:
     @property
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(**self.preprocess)
+
+    @property
+    def postprocess_config(self) -> PostprocessConfig:
+        return PostprocessConfig(**self.postprocess)

@@ -1,8 +1,9 @@
-"""Model-space probabilities -> a mask on the input's voxel grid.
+"""Model-space probabilities -> masks on the input's voxel grid, by the checkpoint's post-processing.
 
 Order matters: probabilities are mapped back (bilinear through the inverse of every geometric
 step, then the inverse reorientation) before thresholding, so the mask edge follows the smooth
-probability map rather than blocky upsampled labels.
+probability map rather than blocky upsampled labels. The rule itself is
+:class:`raysegment.postprocess.PostprocessConfig`, shared with validation and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from raysegment.postprocess import PostprocessConfig
 from raysegment.preprocess import invert_geometry, restore_orientation
 
 
@@ -26,25 +28,20 @@ def to_input_grid(prob: np.ndarray, steps: list[dict], orientation: list | None,
     return restore_orientation(np.stack(slices, axis=-1), orientation).astype(np.float32)
 
 
-def binarize(prob: np.ndarray, threshold: float, largest_component: bool) -> np.ndarray:
-    """``(K, *spatial)`` probabilities -> uint8 0/1 mask, optionally only each class's largest component."""
-    mask = (prob > threshold).astype(np.uint8)
-    if largest_component:
-        for k in range(mask.shape[0]):
-            mask[k] = largest_connected_component(mask[k])
-    return mask
+def postprocess_unit(probs: list[np.ndarray], config: PostprocessConfig) -> list[np.ndarray]:
+    """The masks of a unit's cases, from their probabilities on the input grid.
 
+    Several cases in a unit are the slices of one patient volume, in order: stacked along a new
+    last axis, so that the rule sees the volume (the largest component is 3D), as validation and
+    ``evaluate`` apply it. Slices of different shapes cannot be stacked and are made one by one.
 
-def largest_connected_component(mask: np.ndarray) -> np.ndarray:
-    """The largest face-connected component of a 2D or 3D mask (all of it when there is none or one)."""
-    from scipy import ndimage
-
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return (labels == sizes.argmax()).astype(mask.dtype)
+    Shape:
+        ``(K, *spatial)`` per case, in and out.
+    """
+    if len(probs) > 1 and probs[0].ndim == 3 and len({p.shape for p in probs}) == 1:
+        mask = config.apply(np.stack(probs, axis=-1))
+        return [np.ascontiguousarray(mask[..., i]) for i in range(len(probs))]
+    return [config.apply(p) for p in probs]
 
 
 def foreground_ml(mask: np.ndarray, affine: Any) -> list[float]:

@@ -1,9 +1,9 @@
-"""The model stage: a pool of actors that each load the checkpoint once and segment case rows.
+"""The model stage: a pool of actors that each load the checkpoint once and segment unit rows.
 
 Follows Ray's ``torch_image_batch_trained`` example: ``__init__`` loads the model, ``__call__``
 takes a batch ``dict[str, np.ndarray]`` and runs under ``torch.inference_mode``. A batch holds
-whole cases; their slices are run ``batch_size`` at a time, so the forward-pass size is the same
-for 2D slice cases and for volumes.
+whole units (a case, or a patient's slices); their slices are run ``batch_size`` at a time, so the
+forward-pass size is the same for 2D slice cases and for volumes.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ class Predictor:
         self.classes = len(plan.class_names)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Add ``prob`` ``(S, K, h, w)`` float32 sigmoid probabilities and ``predict_seconds`` per case.
+        """Add ``prob`` ``(S, K, h, w)`` float32 sigmoid probabilities and ``predict_seconds`` per unit.
 
-        Rows that are not ``ok`` pass through with an empty ``prob``; a case whose forward pass
-        fails becomes ``failed`` at stage ``predict`` without taking the other cases down.
+        Rows that are not ``ok`` pass through with an empty ``prob``; a unit whose forward pass
+        fails becomes ``failed`` at stage ``predict`` without taking the other units down.
         """
-        n = len(batch["case_id"])
+        n = len(batch["unit"])
         status, stage, error = list(batch["status"]), list(batch["stage"]), list(batch["error"])
         probs = [np.zeros((0, self.classes, 1, 1), np.float32) for _ in range(n)]
         seconds = np.zeros(n, np.float64)
@@ -57,23 +57,23 @@ class Predictor:
         for group in by_shape.values():
             try:
                 self._run_group(group, batch["image"], probs, seconds)
-            except Exception:  # noqa: BLE001 - retried case by case below
-                for i in group:  # find the case(s) that broke the shared pass; the rest still succeed
+            except Exception:  # noqa: BLE001 - retried unit by unit below
+                for i in group:  # find the unit(s) that broke the shared pass; the rest still succeed
                     try:
                         self._run_group([i], batch["image"], probs, seconds)
-                    except Exception as exc:  # noqa: BLE001 - recorded as this case's error
+                    except Exception as exc:  # noqa: BLE001 - recorded as this unit's error
                         status[i], stage[i] = "failed", "predict"
-                        error[i] = f"case {batch['case_id'][i]}: model failed on its slices ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+                        error[i] = f"{batch['unit'][i]}: model failed on its slices ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
         out = {k: v for k, v in batch.items() if k != "image"}
         out.update(status=np.array(status), stage=np.array(stage), error=np.array(error),
                    prob=_ragged(probs), predict_seconds=seconds)
         return out
 
-    def _run_group(self, cases: list[int], images, probs: list[np.ndarray], seconds: np.ndarray) -> None:
-        """One concatenated stream of the slices of ``cases``, cut into forward passes of ``batch_size``."""
+    def _run_group(self, rows: list[int], images, probs: list[np.ndarray], seconds: np.ndarray) -> None:
+        """One concatenated stream of the slices of ``rows``, cut into forward passes of ``batch_size``."""
         import torch
 
-        stack = np.concatenate([images[i] for i in cases]) if len(cases) > 1 else images[cases[0]]
+        stack = np.concatenate([images[i] for i in rows]) if len(rows) > 1 else images[rows[0]]
         outputs = []
         start = time.perf_counter()
         with torch.inference_mode():
@@ -81,7 +81,7 @@ class Predictor:
                 chunk = stack[first : first + self.batch_size]
                 count = len(chunk)
                 if count < self.batch_size:
-                    # Every pass has the same size, so a slice's result does not depend on how cases
+                    # Every pass has the same size, so a slice's result does not depend on how units
                     # were grouped (CPU kernels take other paths for other batch sizes): a resumed run
                     # writes bit-identical masks.
                     chunk = np.concatenate([chunk, np.zeros((self.batch_size - count, *chunk.shape[1:]), chunk.dtype)])
@@ -94,10 +94,10 @@ class Predictor:
         elapsed = time.perf_counter() - start
         prob = np.concatenate(outputs)
         offset = 0
-        for i in cases:
+        for i in rows:
             count = len(images[i])
             probs[i] = prob[offset : offset + count]
-            seconds[i] = elapsed * count / len(stack)  # each case's share of the shared passes
+            seconds[i] = elapsed * count / len(stack)  # each unit's share of the shared passes
             offset += count
 
 

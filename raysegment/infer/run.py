@@ -1,10 +1,11 @@
 """``run_inference(config)``: the Ray Data pipeline from a manifest to masks, metrics and a run summary.
 
-    manifest rows -> map(decode_case) -> map_batches(Predictor, actor pool) -> map(write_case)
+    units -> flat_map(decode_unit) -> map_batches(Predictor, actor pool) -> flat_map(write_unit) -> case results
 
-Rows are whole cases and the pipeline streams: the driver only ever holds the small per-case result
-rows, and Ray Data's backpressure bounds the scans in flight, however long the manifest. Every case
-of the manifest ends as exactly one ``done``/``skipped`` record or one ``errors.parquet`` row.
+Rows are whole units (a case, or the slices of one patient volume: :mod:`.units`) and the pipeline
+streams: the driver only ever holds the small per-case result rows, and Ray Data's backpressure
+bounds the scans in flight, however long the manifest. Every case of the manifest ends as exactly
+one ``done``/``skipped`` record or one ``errors.parquet`` row.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import pandas as pd
 from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.infer.config import InferConfig
-from raysegment.infer.decode import decode_case
+from raysegment.infer.decode import decode_unit
 from raysegment.infer.plan import Plan
 from raysegment.infer.predictor import Predictor
-from raysegment.infer.write import write_case
+from raysegment.infer.units import group_units, units_per_call
+from raysegment.infer.write import write_unit
 from raysegment.runtime import check_local_request, local_resources, task_runtime_env
 
-_MANIFEST_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "format"]
 ERROR_COLUMNS = ["case_id", "stage", "error"]
 EXIT_OK, EXIT_SOME_FAILED = 0, 3
 _IO_TASK_CPUS = 0.5
@@ -86,8 +87,10 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     from raysegment.manifest import read_manifest
     from raysegment.models import read_metadata
     from raysegment.runtime import init_ray
+    from raysegment.train.export import resolve_model
 
     started = _now()
+    config = config.model_copy(update={"model": resolve_model(config.model)})  # a run folder or epoch checkpoint too
     plan = Plan.build(config, read_metadata(config.model))
     manifest = read_manifest(config.manifest)
     if config.limit is not None:
@@ -115,15 +118,16 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTas
 
     # The driver has read and validated the manifest already (fail fast, unique case ids, --limit);
     # it is small next to the scans, so Ray Data starts from it rather than listing the file again.
-    # One block per predictor call's worth of cases: decode tasks then run in parallel and stream.
-    per_call = _cases_per_call(manifest, config.batch_size)
-    rows = manifest[_MANIFEST_COLUMNS].reset_index(drop=True)
+    # One block per predictor call's worth of units: decode tasks then run in parallel and stream.
+    units = group_units(manifest)
+    per_call = units_per_call(units, config.batch_size)
+    rows = units[["unit", "cases"]]
     ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
     env = task_runtime_env()
     pool = ray.data.TaskPoolStrategy(size=io.limit)
     # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
     # GPU) predictor actors.
-    ds = ds.map(decode_case, fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env)
+    ds = ds.flat_map(decode_unit, fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env)
     ds = ds.map_batches(
         Predictor,
         fn_constructor_kwargs={"plan": plan},
@@ -133,7 +137,7 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTas
         num_gpus=config.gpus_per_worker or None,
         runtime_env=env,
     )
-    return ds.map(write_case, fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env)
+    return ds.flat_map(write_unit, fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env)
 
 
 @dataclass(frozen=True)
@@ -176,13 +180,6 @@ def io_tasks(config: InferConfig) -> IoTasks:
     return IoTasks(io_cpus, max(1, int(per_stage // io_cpus)))
 
 
-def _cases_per_call(manifest: pd.DataFrame, batch_size: int) -> int:
-    """Cases per predictor call, so that a call holds about ``batch_size`` slices (at least one case)."""
-    volumes = manifest.loc[manifest["level"] == "volume", "num_slices"].dropna()
-    per_case = float(volumes.median()) if len(volumes) and len(volumes) * 2 > len(manifest) else 1.0
-    return max(1, int(batch_size // max(per_case, 1.0)))
-
-
 def _lost_cases(manifest: pd.DataFrame, results: list[dict]) -> list[dict]:
     """Error rows for manifest cases the pipeline returned nothing for (none, unless Ray lost them)."""
     seen = {r["case_id"] for r in results}
@@ -203,6 +200,7 @@ def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float
         "seconds": round(seconds, 3),
         "slices_per_second": round(slices / seconds, 3) if seconds > 0 else 0.0,
         "model": {"uri": plan.model_uri, "id": plan.model_id, "classes": list(plan.class_names)},
+        "postprocess": plan.postprocess,
         "config": config.model_dump(),
         "started": started,
         "finished": _now(),

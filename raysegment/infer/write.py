@@ -1,7 +1,10 @@
-"""The write stage: one predicted case -> mask (and probabilities) on storage, metrics, then its record.
+"""The write stage: one predicted unit -> per case, its mask (and probabilities) on storage, metrics, then its record.
 
-The record is written last and only after every file it names is complete, so a run killed at any
-point leaves each case either complete or redoable (see :mod:`raysegment.infer.layout`).
+A unit's cases are post-processed together (a patient's slices as one volume, see
+:func:`raysegment.infer.postprocess.postprocess_unit`) and then finished one by one: each ends as
+its own ``done``, ``skipped`` or ``failed`` result row. A record is written last and only after
+every file it names is complete, so a run killed at any point leaves each case either complete or
+redoable (see :mod:`raysegment.infer.layout`).
 """
 
 from __future__ import annotations
@@ -15,45 +18,79 @@ from raysegment import storage
 from raysegment.errors import RaySegmentError, ScanReadError
 from raysegment.infer import layout
 from raysegment.infer.plan import Plan
-from raysegment.infer.postprocess import binarize, foreground_ml, to_input_grid
+from raysegment.infer.postprocess import foreground_ml, postprocess_unit, to_input_grid
 from raysegment.writers import WRITERS, Reference, output_format
 
 
-def write_case(row: dict[str, Any], plan: Plan) -> dict[str, Any]:
-    """Finish one case row from the predictor.
+def write_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    """Finish the cases of one unit row from the predictor.
 
     Returns:
-        A small result row: ``case_id``, ``key``, ``status`` (``done``, ``skipped``, ``failed``),
-        ``stage``, ``error``, ``slices``, ``record`` (JSON, empty for failures).
+        One small result row per case, in the unit's order: ``case_id``, ``key``, ``status``
+        (``done``, ``skipped``, ``failed``), ``stage``, ``error``, ``slices``, ``record`` (JSON,
+        empty for failures).
     """
-    case_id, status = str(row["case_id"]), str(row["status"])
-    meta = json.loads(row["meta"])
-    if status == "skipped":
-        return _result(row, "skipped", record=meta["record"])
-    if status != "ok":
-        return _result(row, "failed", stage=str(row["stage"]), error=str(row["error"]))
-    stage = "postprocess"
+    entries = json.loads(row["meta"])["cases"]
+    results = [_settled(entry, row) for entry in entries]
+    grids: dict[int, np.ndarray] = {}  # probabilities on the input grid, by the index of their case
+    first = 0
+    for i in [i for i, result in enumerate(results) if result is None]:
+        entry, count = entries[i], int(entries[i]["slices"])
+        try:  # the cases' slices lie in ``prob`` one after the other, in the unit's order
+            grids[i] = to_input_grid(np.asarray(row["prob"][first : first + count]), entry["meta"]["steps"],
+                                     entry["meta"]["orientation"], volume=len(entry["meta"]["spacing"]) == 3)
+        except Exception as exc:  # noqa: BLE001 - one bad case must not end the run
+            results[i] = _failure(entry, "postprocess", exc, plan)
+        first += count
     try:
-        prob = to_input_grid(np.asarray(row["prob"]), meta["steps"], meta["orientation"], volume=len(meta["spacing"]) == 3)
-        mask = binarize(prob, plan.threshold, plan.largest_component)
-        stage = "metrics"
+        masks = dict(zip(grids, postprocess_unit(list(grids.values()), plan.postprocess_config)))
+    except Exception as exc:  # noqa: BLE001 - one bad unit must not end the run
+        masks = {}
+        for i in grids:
+            results[i] = _failure(entries[i], "postprocess", exc, plan)
+    seconds_per_slice = float(row["predict_seconds"]) / max(len(row["prob"]), 1)
+    for i, mask in masks.items():
+        results[i] = _write_case(entries[i], mask, grids[i], seconds_per_slice * int(entries[i]["slices"]), plan)
+    return results
+
+
+def _settled(entry: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The result of a case that gets no mask (skipped, unreadable, or its unit failed in the model); None for the others."""
+    if entry["status"] == "skipped":
+        return _result(entry, "skipped", record=entry["record"])
+    if entry["status"] != "ok":
+        return _result(entry, "failed", entry["stage"], entry["error"])
+    if row["status"] != "ok":
+        return _result(entry, "failed", str(row["stage"]), str(row["error"]))
+    return None
+
+
+def _write_case(entry: dict[str, Any], mask: np.ndarray, prob: np.ndarray, seconds: float, plan: Plan) -> dict[str, Any]:
+    case_id, key, meta = entry["case_id"], entry["key"], entry["meta"]
+    stage = "metrics"
+    try:
         metrics = _metrics(mask, meta, plan)
         stage = "write"
-        record = _write_outputs(case_id, str(row["key"]), mask, prob, meta, plan)
+        record = _write_outputs(case_id, key, mask, prob, meta, plan)
         record.update(metrics=metrics, foreground_ml=dict(zip(plan.class_names, foreground_ml(mask, meta["affine"]))),
-                      inference_seconds=float(row["predict_seconds"]), slices=len(row["prob"]))
-        layout.write_record(plan.out, str(row["key"]), record)
-    except RaySegmentError as exc:
-        return _result(row, "failed", stage=stage, error=str(exc))
+                      inference_seconds=seconds, slices=int(entry["slices"]))
+        layout.write_record(plan.out, key, record)
     except Exception as exc:  # noqa: BLE001 - one bad case must not end the run
-        where = meta.get("mask_uri") if stage == "metrics" else storage.join(plan.out, "masks", str(row["key"]))
-        return _result(row, "failed", stage=stage, error=f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-    return _result(row, "done", record=record)
+        return _failure(entry, stage, exc, plan)
+    return _result(entry, "done", record=record)
 
 
-def _result(row: dict[str, Any], status: str, stage: str = "", error: str = "", record: dict | None = None) -> dict[str, Any]:
+def _failure(entry: dict[str, Any], stage: str, exc: Exception, plan: Plan) -> dict[str, Any]:
+    """A failed result whose one-line error names the file it is about."""
+    if isinstance(exc, RaySegmentError):
+        return _result(entry, "failed", stage, str(exc))
+    where = entry["meta"].get("mask_uri") if stage == "metrics" else storage.join(plan.out, "masks", entry["key"])
+    return _result(entry, "failed", stage, f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+
+
+def _result(entry: dict[str, Any], status: str, stage: str = "", error: str = "", record: dict | None = None) -> dict[str, Any]:
     slices = int(record.get("slices", 0)) if record and status == "done" else 0
-    return {"case_id": str(row["case_id"]), "key": str(row["key"]), "status": status, "stage": stage,
+    return {"case_id": str(entry["case_id"]), "key": str(entry["key"]), "status": status, "stage": stage,
             "error": error, "slices": slices, "record": json.dumps(record) if record else ""}
 
 

@@ -5,8 +5,10 @@ with 2x2 max pooling, the decoder doubles it with a 2x2 transposed convolution a
 encoder feature of the same level (skip connection). This is also the layout of the best public
 LGG model (mateuszbuda/brain-segmentation-pytorch, ``base_channels=32``).
 
-Sizes with 3 input channels and 1 class: 31,037,633 parameters at the defaults (the published
-~31.0M), 7,763,041 at ``base_channels=32`` (the 7.76M U-Net of the U-Net++ paper).
+Sizes with 3 input channels and 1 class: 7,763,041 parameters at the defaults (``base_channels=32``:
+Buda et al.'s LGG U-Net and the 7.76M U-Net of the U-Net++ paper), 31,037,633 at Ronneberger et
+al.'s ``base_channels=64`` (the published ~31.0M). The default is the width the field trains on
+brain MRI: four times cheaper than 64 for no loss of Dice on LGG (Buda et al.).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class UNet(nn.Module):
         output ``(N, classes, H, W)`` logits.
     """
 
-    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 64, depth: int = 4):
+    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 32, depth: int = 4):
         super().__init__()
         chs = widths(base_channels, depth)
         self.depth = depth

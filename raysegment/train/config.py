@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from raysegment import storage
 from raysegment.config import read_yaml_mapping, validate
 from raysegment.errors import ConfigError
+from raysegment.postprocess import PostprocessConfig
 from raysegment.preprocess import PreprocessConfig
 
 LossSpec = Union[str, dict[str, float], list[dict[str, Any]]]
@@ -65,14 +66,19 @@ class ModelSection(_Section):
 
 
 class OptimSection(_Section):
-    epochs: int = Field(10, ge=1)
+    """Defaults that learn from a cold start on any binary or multi-label task: BCE + Dice (nnU-Net's
+    cross-entropy + Dice; Dice alone gives vanishing gradients while the prediction is empty),
+    AdamW at 1e-3 with weight decay, and a cosine decay to 1% of it.
+    """
+
+    epochs: int = Field(40, ge=1)
     batch_size: int = Field(16, ge=1, description="examples per worker and step")
     lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, description="SGD only")
-    scheduler: Literal["none", "cosine", "plateau", "onecycle"] = "none"
-    loss: LossSpec = "dice"
+    scheduler: Literal["none", "cosine", "plateau", "onecycle"] = "cosine"
+    loss: LossSpec = "bce_dice"
     amp: Literal["none", "bf16", "fp16"] = "none"
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val Dice")
     min_delta: float = Field(0.0, ge=0)
@@ -87,7 +93,10 @@ class ScalingSection(_Section):
 
 
 class CheckpointSection(_Section):
-    num_to_keep: int = Field(2, ge=1, description="checkpoints kept: the best by val Dice, and always the latest")
+    monitor: Literal["val_patient_dice", "val_dice"] = Field(
+        "val_patient_dice", description="what selects the best checkpoint and drives early stopping: the mean Dice per "
+        "patient volume (post-processed, as evaluation scores it), or the Dice of all validation voxels pooled")
+    num_to_keep: int = Field(2, ge=1, description="checkpoints kept: the best by the monitored score, and always the latest")
     max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1: unlimited)")
 
 
@@ -106,6 +115,7 @@ class TrainConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     optim: OptimSection = Field(default_factory=OptimSection)
     scaling: ScalingSection = Field(default_factory=ScalingSection)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
 

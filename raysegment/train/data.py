@@ -43,6 +43,19 @@ def select_rows(df: pd.DataFrame, split: str, preprocess: PreprocessConfig, seed
     return pd.concat([slices, part[part["level"] == "volume"]], ignore_index=True)
 
 
+def validation_rows(df: pd.DataFrame, split: str, max_cases: int | None = None) -> pd.DataFrame:
+    """Labeled rows of the validation ``split``: every slice of each patient, whatever training samples.
+
+    A patient is scored on all of its slices, as evaluation scores it; ``max_cases`` caps whole
+    volumes, never cutting one.
+    """
+    part = df[(df["split"] == split) & df["mask_uri"].notna()]
+    if max_cases is not None:
+        keys = part["volume_id"].fillna(part["case_id"]) if "volume_id" in part else part["case_id"]
+        part = part[keys.isin(list(dict.fromkeys(keys))[:max_cases])]
+    return part.reset_index(drop=True)
+
+
 def input_channels(df: pd.DataFrame, preprocess: PreprocessConfig, uri: str = "manifest") -> list[str]:
     """The channel names the model sees: the configured ones, or those of the manifest's cases."""
     if preprocess.channels is not None:
@@ -54,9 +67,10 @@ def input_channels(df: pd.DataFrame, preprocess: PreprocessConfig, uri: str = "m
 
 
 def _examples(row: dict, preprocess: dict, seed: int) -> list[dict]:
-    """``flat_map`` task: one manifest row -> its training examples (image and mask only)."""
+    """``flat_map`` task: one manifest row -> its examples (image, mask, and the volume and slice they belong to)."""
     config = PreprocessConfig.model_validate(preprocess)
-    return [{"image": ex["image"], "mask": ex["mask"]} for ex in iter_examples(row, config, with_mask=True, seed=seed)]
+    return [{"image": ex["image"], "mask": ex["mask"], "volume": row["_volume"], "slice": ex["slice_index"]}
+            for ex in iter_examples(row, config, with_mask=True, seed=seed)]
 
 
 def build_dataset(rows: pd.DataFrame, preprocess: PreprocessConfig, seed: int = 0, cache: bool = True,
@@ -72,10 +86,19 @@ def build_dataset(rows: pd.DataFrame, preprocess: PreprocessConfig, seed: int = 
     import ray.data
 
     records = [plain_row(r) for r in rows.to_dict(orient="records")]
+    # Validation scores each patient volume: examples carry the index of theirs (tensors take no strings).
+    volumes = {key: i for i, key in enumerate(dict.fromkeys(volume_key(r) for r in records))}
+    for record in records:
+        record["_volume"] = volumes[volume_key(record)]
     blocks = parallelism or max(1, min(math.ceil(len(records) / 4), 64))
     ds = ray.data.from_items(records, override_num_blocks=blocks)
     ds = ds.flat_map(_examples, fn_kwargs={"preprocess": preprocess.model_dump(mode="json"), "seed": seed})
     return ds.materialize() if cache else ds
+
+
+def volume_key(row: dict) -> str:
+    """The patient volume a case belongs to: its ``volume_id`` (slice datasets), else the case itself."""
+    return row.get("volume_id") or row["case_id"]
 
 
 def plain_row(row: dict) -> dict:
@@ -91,12 +114,16 @@ def plain_row(row: dict) -> dict:
 
 
 def load_splits(manifest: str, preprocess: PreprocessConfig, splits: list[str], seed: int = 0,
-                max_cases: int | None = None) -> tuple[pd.DataFrame, dict[str, SplitRows]]:
-    """Read the manifest once and select each split's rows; an empty split is a ConfigError."""
+                max_cases: int | None = None, validation: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, SplitRows]]:
+    """Read the manifest once and select each split's rows; an empty split is a ConfigError.
+
+    Args:
+        validation: splits read whole (:func:`validation_rows`) rather than through the slice selection.
+    """
     df = read_manifest(manifest)
     out = {}
     for split in splits:
-        rows = select_rows(df, split, preprocess, seed, max_cases)
+        rows = validation_rows(df, split, max_cases) if split in validation else select_rows(df, split, preprocess, seed, max_cases)
         if not len(rows):
             raise ConfigError(f"{manifest}: no labeled cases in split {split!r}")
         out[split] = SplitRows(split, rows)

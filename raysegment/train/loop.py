@@ -21,6 +21,7 @@ from raysegment.metrics import confusion_counts, scores_from_counts
 from raysegment.models import precision
 from raysegment.models.checkpoint import ModelSpec
 from raysegment.models.precision import autocast_dtype
+from raysegment.postprocess import PostprocessConfig
 from raysegment.train.augment import Augmenter
 from raysegment.train.config import TrainConfig
 from raysegment.train.optim import create_optimizer, create_schedule
@@ -72,7 +73,8 @@ def train_func_per_worker(config: dict) -> None:
 
     Args:
         config: ``job`` (a TrainConfig dump), ``spec`` (ModelSpec dict), ``steps_per_epoch``,
-            ``drop_last`` (each worker has at least one full batch), ``run_uri``, ``class_names``.
+            ``drop_last`` (each worker has at least one full batch), ``run_uri``, ``class_names``,
+            ``val_volumes`` (patient volumes in the validation set).
     """
     import ray.train
     import ray.train.torch
@@ -108,6 +110,7 @@ def train_func_per_worker(config: dict) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     autocast = precision.autocast(opt.amp, device)
+    postprocess = job.postprocess
 
     while progress.epoch < opt.epochs and not progress.stopped:
         epoch = progress.epoch + 1
@@ -138,17 +141,15 @@ def train_func_per_worker(config: dict) -> None:
             train.add(loss, last.float(), masks)
         train_time = time.perf_counter() - started
         train_metrics, _ = train.summary("train")
-        val_metrics, val_scores = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size,
-                                           device, spec.classes, autocast, rank, world)
-        schedule.step_epoch(val_metrics["val_dice"])
+        val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, spec.classes,
+                               autocast, rank, world, config["val_volumes"], postprocess, class_names)
+        schedule.step_epoch(val_metrics[job.checkpoint.monitor])
         metrics = {"epoch": epoch, **train_metrics, **val_metrics, "lr": optimizer.param_groups[0]["lr"],
                    "epoch_time_s": time.perf_counter() - started, "train_time_s": train_time,
                    "images_per_s": train.loss[1].item() / max(train_time, 1e-9),
                    "timestamp_ms": int(time.time() * 1000)}
-        if len(class_names) > 1:
-            metrics.update({f"val_dice_{name}": float(val_scores["dice"][k]) for k, name in enumerate(class_names)})
-        progress.update(metrics, opt.patience, opt.min_delta)
-        metrics["best_val_dice"] = progress.best_dice
+        progress.update(metrics, job.checkpoint.monitor, opt.patience, opt.min_delta)
+        metrics["best_score"] = progress.best_dice
         if logger is not None:
             logger.log(metrics, epoch)
         report(metrics, model, optimizer, schedule, scaler, progress, rank)
@@ -156,22 +157,79 @@ def train_func_per_worker(config: dict) -> None:
         logger.close()
 
 
-@torch.no_grad()
-def validate(model, loss_fn, shard, batch_size, device, classes, autocast, rank, world):
-    """Validation on every worker's share of the (unsplit) validation set: rank r takes batches r, r+w, ...
+class PatientStats:
+    """Validation predictions gathered per patient volume, post-processed and scored whole.
 
-    The bare module is used, not its DDP wrapper, so validation needs no collective per batch.
+    Slice datasets (LGG) are judged per patient: the slices of a volume are stacked in order, the
+    checkpoint's post-processing runs on the stack (3D largest component), and Dice is computed per
+    volume, as :mod:`raysegment.evaluate` scores it. Each worker holds the volumes assigned to it.
+    """
+
+    def __init__(self, postprocess: PostprocessConfig):
+        self.postprocess = postprocess
+        self.slices: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+
+    def add(self, volumes: torch.Tensor, slices: torch.Tensor, pred: torch.Tensor, truth: torch.Tensor) -> None:
+        pred, truth = pred.cpu().numpy(), truth.cpu().numpy()
+        for i, (v, k) in enumerate(zip(volumes.tolist(), slices.tolist())):
+            self.slices.setdefault(int(v), []).append((int(k), pred[i], truth[i]))
+
+    def counts(self, num_volumes: int, classes: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(V, 4, K)`` post-processed confusion counts per volume, and ``(empty slices, slices)``."""
+        counts = torch.zeros(num_volumes, 4, classes, dtype=torch.float64)
+        empty = torch.zeros(2, dtype=torch.float64)
+        for v, items in self.slices.items():
+            items.sort(key=lambda item: item[0])
+            pred = self.postprocess.clean(np.stack([p for _, p, _ in items], axis=-1).astype(np.uint8))
+            truth = np.stack([t for _, _, t in items], axis=-1)
+            counts[v] = torch.from_numpy(np.stack(confusion_counts(pred[None], truth[None]))[:, 0].astype(np.float64))
+            empty += torch.tensor([sum(not t.any() for _, _, t in items), len(items)], dtype=torch.float64)
+        return counts.to(device), empty.to(device)
+
+
+@torch.no_grad()
+def validate(model, loss_fn, shard, batch_size, device, classes, autocast, rank, world, num_volumes: int,
+             postprocess: PostprocessConfig, class_names: list[str]) -> dict[str, float]:
+    """Validation loss, and the scores of the post-processed masks: pooled over voxels and per patient.
+
+    Every worker reads the whole (unsplit) validation set and predicts the volumes ``v`` with
+    ``v % world == rank``, so each patient is assembled on one worker; the bare module is used, not
+    its DDP wrapper, so no collective runs per batch.
+
+    Returns:
+        ``val_loss``; ``val_dice``, ``val_iou``, ``val_precision``, ``val_recall`` of the pooled
+        voxels; ``val_patient_dice`` (mean over patient volumes of the class-mean Dice), per class
+        when there are several; ``val_empty_slices``, the share of validation slices without
+        foreground (an empty slice predicted empty is a perfect score).
     """
     model.eval()
-    stats = EpochStats(classes, device)
-    for i, batch in enumerate(_batches(shard, batch_size, device)):
-        if i % world != rank:
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, examples)
+    patients = PatientStats(postprocess)
+    for batch in _batches(shard, batch_size, device):
+        mine = (batch["volume"].long() % world) == rank
+        if not mine.any():
             continue
+        images, masks = batch["image"][mine], batch["mask"][mine]
         with autocast():
-            logits = model(batch["image"])
-            loss = loss_fn(logits, batch["mask"])
-        stats.add(loss, logits.float(), batch["mask"])
-    return stats.summary("val")
+            logits = model(images)
+            loss = loss_fn(logits, masks)
+        loss_sum += torch.stack([loss.detach().double() * len(images), torch.tensor(float(len(images)), dtype=torch.float64, device=device)])
+        patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(), logits.float() > postprocess.logit_threshold, masks > 0.5)
+    counts, empty = patients.counts(num_volumes, classes, device)
+    if dist.is_available() and dist.is_initialized():
+        for tensor in (loss_sum, counts, empty):
+            dist.all_reduce(tensor)
+    counts, empty = counts.cpu(), empty.cpu()
+    pooled = scores_from_counts(*counts.sum(0))
+    per_volume = scores_from_counts(*counts[counts.sum(dim=(1, 2)) > 0].permute(1, 0, 2))["dice"]  # (V, K)
+    out = {"val_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1))}
+    out.update({f"val_{name}": float(pooled[name].mean()) for name in REPORTED_SCORES})
+    out["val_patient_dice"] = float(per_volume.mean(1).mean()) if len(per_volume) else 0.0
+    out["val_empty_slices"] = float(empty[0] / empty[1].clamp(min=1))
+    if len(class_names) > 1:
+        out.update({f"val_dice_{name}": float(pooled["dice"][k]) for k, name in enumerate(class_names)})
+        out.update({f"val_patient_dice_{name}": float(per_volume[:, k].mean()) for k, name in enumerate(class_names)})
+    return out
 
 
 def report(metrics, model, optimizer, schedule, scaler, progress: Progress, rank: int) -> None:

@@ -31,7 +31,7 @@ class ForwardMetrics(UserCallback):
 
 def format_line(metrics: dict, epochs: int) -> str:
     line = f"epoch {metrics['epoch']:>3}/{epochs}"
-    for key in ("train_loss", "train_dice", "val_loss", "val_dice", "val_iou"):
+    for key in ("train_loss", "train_dice", "val_loss", "val_dice", "val_patient_dice", "val_empty_slices"):
         if key in metrics:
             line += f"  {key} [bold]{metrics[key]:.4f}[/]"
     return line + f"  {metrics.get('images_per_s', 0):.1f} img/s"

@@ -1,8 +1,9 @@
 """``train(config) -> RunResult``: one Ray Train run, and the reports it leaves in ``RUN_URI``.
 
 The run folder holds ``config.yaml`` (resolved), ``checkpoints/`` (Ray Train's experiment folder:
-one ``epoch_NNNN`` checkpoint per kept epoch and the run snapshot), ``best/`` (the best model in the
-:mod:`raysegment.models.checkpoint` format), ``history.parquet``, ``train_curves.png``,
+one ``epoch_NNNN`` checkpoint per kept epoch and the run snapshot), ``best/`` (the model of the
+best epoch by ``checkpoint.monitor``, in the :mod:`raysegment.models.checkpoint` format), ``last/``
+(the final weights), ``model_template.json`` (see :mod:`raysegment.train.export`), ``history.parquet``, ``train_curves.png``,
 ``summary.json`` and, when asked, ``tensorboard/``.
 
 Running ``train`` again with the same ``out`` resumes: Ray Train V2 finds the snapshot under
@@ -24,13 +25,14 @@ import pandas as pd
 
 from raysegment import storage
 from raysegment.errors import ConfigError
-from raysegment.models.checkpoint import ModelSpec, save_model
+from raysegment.models.checkpoint import ModelSpec
 from raysegment.runtime import check_local_request, init_ray
 from raysegment.train.config import TrainConfig
 from raysegment.train.data import build_dataset, input_channels, load_splits
+from raysegment.train.export import export_epoch, kept_epochs, write_template
 from raysegment.train.loop import train_func_per_worker
 from raysegment.train.progress import LiveMetrics, console_sink
-from raysegment.train.state import read_history, read_weights
+from raysegment.train.state import read_history
 
 EXPERIMENT_DIR = "checkpoints"
 
@@ -82,13 +84,17 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     config.save(storage.join(run_uri, "config.yaml"))
     preprocess = config.data.preprocess
     df, splits = load_splits(config.data.manifest, preprocess, [config.data.train_split, config.data.val_split],
-                             seed=config.optim.seed, max_cases=config.data.max_cases)
+                             seed=config.optim.seed, max_cases=config.data.max_cases, validation=(config.data.val_split,))
     channels = input_channels(df, preprocess, config.data.manifest)
     spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.num_classes, config=config.model.config)
     spec.build(pretrained=False)  # a bad option fails here, in one line, not inside every worker
+    write_template(run_uri, spec.to_dict(), preprocess=preprocess.model_dump(mode="json"),
+                   postprocess=config.postprocess.model_dump(mode="json"), class_names=preprocess.class_names, channels=channels)
     datasets = {
         "train": build_dataset(splits[config.data.train_split].rows, preprocess, config.optim.seed, config.data.cache),
-        "val": build_dataset(splits[config.data.val_split].rows, preprocess, config.optim.seed, config.data.cache),
+        # Every slice of every validation patient, whatever training samples: patients are scored whole.
+        "val": build_dataset(splits[config.data.val_split].rows, preprocess.model_copy(update={"slice_selection": "all"}),
+                             config.optim.seed, config.data.cache),
     }
     train_examples = datasets["train"].count() if config.data.cache else None
     # One-cycle plans its whole schedule up front; a streamed (uncached) dataset has no count, so it gets 1.
@@ -110,7 +116,8 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
         trainer = TorchTrainer(
             train_func_per_worker,
             train_loop_config={"job": config.model_dump(mode="json"), "spec": spec.to_dict(), "steps_per_epoch": steps, "drop_last": drop_last,
-                               "run_uri": run_uri, "class_names": preprocess.class_names},
+                               "run_uri": run_uri, "class_names": preprocess.class_names,
+                               "val_volumes": datasets_volumes(splits[config.data.val_split].rows)},
             scaling_config=ray.train.ScalingConfig(
                 num_workers=scaling.workers,
                 use_gpu=scaling.gpus_per_worker > 0,
@@ -122,7 +129,7 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
                 storage_filesystem=fs,
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=config.checkpoint.num_to_keep,
-                    checkpoint_score_attribute="val_dice",
+                    checkpoint_score_attribute=config.checkpoint.monitor,
                     checkpoint_score_order="max",
                 ),
                 failure_config=ray.train.FailureConfig(max_failures=config.checkpoint.max_failures),
@@ -133,32 +140,38 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
             dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         )
         result = trainer.fit()
-    return write_reports(config, spec, channels, result, run_uri, time.perf_counter() - started, mlflow_run_id)
+    return write_reports(config, spec, result, run_uri, time.perf_counter() - started, mlflow_run_id)
 
 
-def write_reports(config: TrainConfig, spec: ModelSpec, channels: list[str], result, run_uri: str,
-                  wall_s: float, mlflow_run_id: str | None) -> RunResult:
-    """Export the best model and write history, curves and summary from the run's checkpoints."""
+def datasets_volumes(rows: pd.DataFrame) -> int:
+    """Patient volumes among ``rows`` (:func:`raysegment.train.data.volume_key`), as ``build_dataset`` numbers them."""
+    from raysegment.train.data import plain_row, volume_key
+
+    return len({volume_key(plain_row(r)) for r in rows[["case_id", "volume_id"]].to_dict(orient="records")})
+
+
+def write_reports(config: TrainConfig, spec: ModelSpec, result, run_uri: str, wall_s: float, mlflow_run_id: str | None) -> RunResult:
+    """Export the best and the last model and write history, curves and summary from the run's checkpoints."""
     from raysegment import plots
 
     if result.checkpoint is None:
         raise ConfigError(f"{run_uri}: the run reported no checkpoint")
     with result.checkpoint.as_directory() as directory:
         history = pd.DataFrame(read_history(directory))
-    best_checkpoint = result.get_best_checkpoint("val_dice", "max") or result.checkpoint
-    with best_checkpoint.as_directory() as directory:
-        weights = read_weights(directory)
-    best_row = history.loc[history["val_dice"].idxmax()].to_dict()
-    best_uri = storage.join(run_uri, "best")
-    model = spec.build(pretrained=False)
-    model.load_state_dict(weights)
-    preprocess = config.data.preprocess
+    monitor = config.checkpoint.monitor
+    # The best epoch among those Ray Train kept: with tied scores it may have kept a later one.
+    kept = history[history["epoch"].isin(kept_epochs(run_uri))]
+    best_row = kept.loc[kept[monitor].idxmax()].to_dict()
+    last_row = history.iloc[-1].to_dict()
+    best_uri, last_uri = storage.join(run_uri, "best"), storage.join(run_uri, "last")
+    export_epoch(run_uri, int(best_row["epoch"]), best_uri, metrics=best_row)
+    export_epoch(run_uri, int(last_row["epoch"]), last_uri, metrics=last_row)
     best_metrics = {k: float(v) for k, v in best_row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    save_model(best_uri, model, spec, preprocess=preprocess.model_dump(mode="json"), class_names=preprocess.class_names,
-               channels=channels, metrics=best_metrics, epoch=int(best_row["epoch"]), run_uri=run_uri)
     summary = {
         "run_uri": run_uri,
         "best_model_uri": best_uri,
+        "last_model_uri": last_uri,
+        "monitor": monitor,
         "best_epoch": int(best_row["epoch"]),
         "best": best_metrics,
         "epochs_run": int(history["epoch"].max()),

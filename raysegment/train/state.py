@@ -31,7 +31,7 @@ class Progress:
 
     Attributes:
         epoch: last finished epoch (0 before the first).
-        best_dice: best validation Dice so far (-1 before any).
+        best_dice: best monitored validation score so far (-1 before any).
         best_epoch: the epoch that reached it.
         bad_epochs: epochs since the last improvement (early stopping).
         stopped: early stopping fired; a resumed run does not train further.
@@ -45,13 +45,13 @@ class Progress:
     stopped: bool = False
     history: list[dict] = field(default_factory=list)
 
-    def update(self, metrics: dict, patience: int | None, min_delta: float) -> bool:
-        """Record a finished epoch; returns whether it is the best so far."""
+    def update(self, metrics: dict, monitor: str, patience: int | None, min_delta: float) -> bool:
+        """Record a finished epoch; returns whether its ``monitor`` score is the best so far."""
         self.epoch = int(metrics["epoch"])
         self.history.append(metrics)
-        improved = metrics["val_dice"] > self.best_dice + min_delta
+        improved = metrics[monitor] > self.best_dice + min_delta
         if improved:
-            self.best_dice, self.best_epoch, self.bad_epochs = float(metrics["val_dice"]), self.epoch, 0
+            self.best_dice, self.best_epoch, self.bad_epochs = float(metrics[monitor]), self.epoch, 0
         else:
             self.bad_epochs += 1
         self.stopped = patience is not None and self.bad_epochs >= patience

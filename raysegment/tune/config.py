@@ -50,7 +50,7 @@ class TuneConfig(BaseModel):
     samples: int = Field(8, ge=1)
     max_epochs: int = Field(10, ge=1)
     space: dict[str, Any] = Field(default_factory=dict)
-    metric: str = "val_dice"
+    metric: str = "val_patient_dice"
     mode: Literal["max", "min"] = "max"
     scheduler: Literal["asha", "fifo"] = "asha"
     grace_period: int = Field(1, ge=1, description="ASHA: epochs before a trial may be stopped")

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -19,12 +18,13 @@ import pyarrow as pa
 from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.train.config import load_config
+from raysegment.train.export import checkpoint_uri
 from raysegment.tune.trial import trial_run_uri
 
 #: Tune's bookkeeping columns kept in the history (the rest are the trial's own metrics).
 TUNE_COLUMNS = ("training_iteration", "time_this_iter_s", "time_total_s")
 METRIC_PREFIXES = ("train_", "val_", "best_")
-FINAL_METRICS = ("train_loss", "train_dice", "val_loss", "val_dice", "val_iou", "val_precision", "val_recall")
+FINAL_METRICS = ("train_loss", "train_dice", "val_loss", "val_dice", "val_patient_dice", "val_empty_slices", "val_iou", "val_precision", "val_recall")
 
 
 def _param_value(value: Any) -> Any:
@@ -106,11 +106,6 @@ def trial_history(frame: pd.DataFrame | None, run_uri: str) -> pd.DataFrame:
     return history.reindex(columns=[*dict.fromkeys([*parts[0].columns, *TUNE_COLUMNS])])
 
 
-def checkpoint_uri(run_uri: str, epoch: int) -> str:
-    """Where Ray Train keeps a run's checkpoint of ``epoch`` (``raysegment.train.run`` names them)."""
-    return storage.join(run_uri, "checkpoints", f"epoch_{epoch:04d}")
-
-
 def best_epoch(history: pd.DataFrame, exp_uri: str, metric: str, mode: str) -> dict[str, Any]:
     """The best (trial, epoch) whose checkpoint was kept (Ray Train keeps the best and the latest)."""
     from raysegment.train.state import STATE_FILE
@@ -123,29 +118,12 @@ def best_epoch(history: pd.DataFrame, exp_uri: str, metric: str, mode: str) -> d
     raise ConfigError(f"{exp_uri}: no checkpoint of any trial's reported epochs is left in storage")
 
 
-def export_best(exp_uri: str, best: dict[str, Any], manifest: str | None) -> tuple[str, str]:
+def export_best(exp_uri: str, best: dict[str, Any]) -> tuple[str, str]:
     """Write ``best/`` (model) and ``best_config.yaml`` for the best epoch; returns their URIs."""
-    import torch
-
-    from raysegment.manifest import read_manifest
-    from raysegment.models.checkpoint import ModelSpec, save_model
-    from raysegment.train.data import input_channels
-    from raysegment.train.state import STATE_FILE
+    from raysegment.train.export import export_epoch
 
     run_uri = trial_run_uri(exp_uri, best["trial"])
-    job = load_config(storage.join(run_uri, "config.yaml"))
-    preprocess = job.data.preprocess
-    manifest = manifest or job.data.manifest
-    channels = input_channels(read_manifest(manifest), preprocess, manifest)
-    spec = ModelSpec(job.model.name, in_channels=len(channels), classes=preprocess.num_classes, config=job.model.config)
-    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(best["checkpoint_uri"], STATE_FILE))),
-                       map_location="cpu", weights_only=True)
-    model = spec.build(pretrained=False)
-    model.load_state_dict(state["model"])
-    metrics = {k: float(v) for k, v in best.items() if k.startswith(("train_", "val_")) and isinstance(v, (int, float))}
-    best_uri = storage.join(exp_uri, "best")
-    save_model(best_uri, model, spec, preprocess=preprocess.model_dump(mode="json"), class_names=preprocess.class_names,
-               channels=channels, metrics=metrics, epoch=int(best["epoch"]), run_uri=run_uri, trial=best["trial"])
+    best_uri = export_epoch(run_uri, int(best["epoch"]), storage.join(exp_uri, "best"), metrics=best, trial=best["trial"])
     config_uri = storage.join(exp_uri, "best_config.yaml")
-    job.model_copy(update={"out": None}).save(config_uri)
+    load_config(storage.join(run_uri, "config.yaml")).model_copy(update={"out": None}).save(config_uri)
     return best_uri, config_uri

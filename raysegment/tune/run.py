@@ -174,7 +174,7 @@ def write_reports(config: TuneConfig, grid, exp_uri: str, keys: list[str], encod
     results.write_parquet(trials, storage.join(exp_uri, "trials.parquet"))
     results.write_parquet(history, storage.join(exp_uri, "history.parquet"))
     best = results.best_epoch(history, exp_uri, config.metric, config.mode)
-    best_model_uri, best_config_uri = results.export_best(exp_uri, best, config.manifest)
+    best_model_uri, best_config_uri = results.export_best(exp_uri, best)
     log_keys = [k for k, s in search_space(config).items() if isinstance(s, dict) and "loguniform" in s]
     figures = {
         "trial_curves": plots.trial_curves(history, trials, config.metric, storage.join(exp_uri, "trial_curves.png")),

@@ -21,7 +21,7 @@ def test_table_lists_every_model(monkeypatch):
     assert result.exit_code == 0, result.output
     for name in list_models():
         assert name in result.output
-    assert "31,037,633" in result.output  # the classic U-Net
+    assert "7,763,041" in result.output  # the default U-Net (base 32, Buda et al.'s LGG model)
 
 
 def test_json_counts_match_built_models(monkeypatch):

@@ -25,6 +25,8 @@ def _digest(root):
     ("lgg", "kaggle_3m/TCGA_CS_7000_19950101/TCGA_CS_7000_19950101_1_mask.tif"),
     ("brats", "MICCAI_BraTS2020_TrainingData/BraTS20_Training_001/BraTS20_Training_001_t1ce.nii.gz"),
     ("lv", "test/GT/SCD00004_IM-0001-0001.png"),
+    ("msd", "imagesTs/sample_004.nii.gz"),
+    ("nnunet", "imagesTr/sample_003_0001.nii.gz"),
 ])
 def test_layouts(tmp_path, kind, expected):
     result = CliRunner().invoke(app, ["sample-data", str(tmp_path / "a"), "--kind", kind, "--patients", "3", "--seed", "1"])
@@ -37,4 +39,11 @@ def test_layouts(tmp_path, kind, expected):
 def test_unknown_kind_lists_valid_ones(tmp_path):
     result = CliRunner().invoke(app, ["sample-data", str(tmp_path), "--kind", "ct"])
     assert result.exit_code == 2
-    assert "valid: brats, lgg, lv" in result.output
+    assert "valid: brats, lgg, lv, msd, nnunet" in result.output
+
+
+def test_help_names_every_layout():
+    from raysegment.sample_data import GENERATORS
+
+    result = CliRunner().invoke(app, ["sample-data", "--help"])
+    assert all(name in result.output for name in GENERATORS.names())

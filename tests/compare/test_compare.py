@@ -52,7 +52,10 @@ def test_table_rows_are_models_and_columns_metrics(runs, tmp_path):
     assert table.loc["unet", "val_dice"] == pytest.approx(cases["dice"].mean())
     assert table.loc["unet", "val_hd95"] == pytest.approx(pd.to_numeric(cases["hd95"]).mean(), nan_ok=True)
     assert table.loc["unet", "val_specificity"] == pytest.approx(cases["specificity"].mean())
+    assert table.loc["unet", "val_patient_dice"] == pytest.approx(runs["evaluation"].volumes["dice"].mean())
+    assert table.loc["unet", "val_empty_share"] == pytest.approx(runs["evaluation"].overview.set_index("split").loc["val", "empty_share"])
     assert table.loc["unetpp", "val_dice"] == pytest.approx(runs["unetpp"].summary["best"]["val_dice"])
+    assert table.loc["unetpp", "val_patient_dice"] == pytest.approx(runs["unetpp"].summary["best"]["val_patient_dice"])
     assert pd.isna(table.loc["unetpp", "val_hd95"])  # not evaluated: training reports no distances
     saved = pd.read_parquet(tmp_path / "cmp" / "comparison.parquet").set_index("name")
     pd.testing.assert_frame_equal(saved, table, check_dtype=False, check_names=False)

@@ -91,5 +91,5 @@ def test_ranked_cases_prefer_cases_with_foreground():
 
 
 def test_a_folder_without_a_model_is_a_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match="neither a model checkpoint"):
+    with pytest.raises(ConfigError, match="not a model checkpoint"):
         resolve_model(str(tmp_path))

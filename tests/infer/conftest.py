@@ -52,6 +52,19 @@ def lgg(tmp_path_factory) -> dict:
     return {"root": root, "manifest": str(root / "manifest.parquet"), "df": manifest, "model": checkpoint}
 
 
+@pytest.fixture(scope="session")
+def lgg_3d_model(lgg) -> str:
+    """The LGG checkpoint with a post-processing unlike the defaults in its ``model.json``, as training saves it."""
+    import json
+    import shutil
+
+    uri = str(lgg["root"] / "model-3d")
+    shutil.copytree(lgg["model"], uri)
+    path = lgg["root"] / "model-3d" / "model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "postprocess": {"threshold": 0.4, "largest_component": True}}))
+    return uri
+
+
 #: Case ids that must not steer where outputs go (they reuse the first LGG slice's files).
 HOSTILE_IDS = ["../../etc/passwd", "/abs", "a/b", "a_b"]
 
@@ -63,11 +76,11 @@ def hostile_ids() -> list[str]:
 
 @pytest.fixture(scope="session")
 def lgg_hostile_manifest(lgg) -> str:
-    """The LGG manifest plus four cases with path-like ids; 12 cases in all."""
+    """The LGG manifest plus four cases with path-like ids (each a unit of its own); 12 cases in all."""
     from raysegment.manifest import write_manifest
 
     first = lgg["df"].iloc[0].to_dict()
-    extra = [{**first, "case_id": cid, "patient_id": f"p{i}", "split": "unlabeled"} for i, cid in enumerate(HOSTILE_IDS)]
+    extra = [{**first, "case_id": cid, "patient_id": f"p{i}", "volume_id": None, "split": "unlabeled"} for i, cid in enumerate(HOSTILE_IDS)]
     uri = str(lgg["root"] / "hostile.parquet")
     write_manifest(pd.concat([lgg["df"], pd.DataFrame(extra)], ignore_index=True), uri)
     return uri

@@ -50,3 +50,29 @@ def test_bad_configs_are_one_line_errors(tmp_path, text, date, message):
     with pytest.raises(ConfigError, match=message) as info:
         InferConfig.load(str(path), date=date)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "saved, given, used",
+    [
+        (None, {}, {"threshold": 0.5, "largest_component": False}),  # checkpoints from before post-processing was saved
+        ({"threshold": 0.4, "largest_component": True}, {}, {"threshold": 0.4, "largest_component": True}),
+        ({"threshold": 0.4, "largest_component": True}, {"largest_component": False}, {"threshold": 0.4, "largest_component": False}),
+        ({"threshold": 0.4, "largest_component": False}, {"threshold": 0.7}, {"threshold": 0.7, "largest_component": False}),
+    ],
+)
+def test_post_processing_is_the_checkpoints_unless_given(saved, given, used):
+    from raysegment.infer.plan import Plan
+
+    metadata = {"model": {"name": "unet", "in_channels": 3, "classes": 1}, **({"postprocess": saved} if saved else {})}
+    plan = Plan.build(InferConfig.load(None, model="m", manifest="x", out="o", date="2026-01-01", **given), metadata)
+    assert plan.postprocess == used and plan.postprocess_config.model_dump() == used
+
+
+def test_masks_of_another_post_processing_are_another_model_id():
+    from raysegment.infer.plan import Plan
+
+    metadata = {"model": {"name": "unet", "in_channels": 3, "classes": 1}, "postprocess": {"threshold": 0.5, "largest_component": True}}
+    ids = {Plan.build(InferConfig.load(None, model="m", manifest="x", out="o", date="2026-01-01", **given), metadata).model_id
+           for given in ({}, {"largest_component": True}, {"largest_component": False}, {"threshold": 0.6})}
+    assert len(ids) == 3  # the checkpoint's own setting given again is the same run

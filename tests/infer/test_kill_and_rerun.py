@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 
 from raysegment import storage
-from raysegment.infer import run_inference
+from raysegment.infer import case_key, run_inference
+from raysegment.infer.units import group_units
+from raysegment.manifest import read_manifest
 from raysegment.readers import read_mask
 
 pytestmark = pytest.mark.slow
@@ -20,6 +23,13 @@ pytestmark = pytest.mark.slow
 
 def _records(out: str) -> list[str]:
     return storage.list_files(storage.join(out, "records"))
+
+
+def _cases_of_complete_units(manifest: str, out: str) -> int:
+    """Cases of the units (a patient's slices, or a case) that have every record: a re-run skips those only."""
+    written = {storage.basename(u) for u in _records(out)}
+    units = [[c["case_id"] for c in json.loads(cases)] for cases in group_units(read_manifest(manifest))["cases"]]
+    return sum(len(u) for u in units if all(f"{case_key(c)}.json" in written for c in u))
 
 
 def test_killed_run_then_rerun_equals_an_uninterrupted_run(reference_run, lgg, lgg_hostile_manifest, tmp_path):
@@ -40,9 +50,10 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(reference_run, lgg, l
             os.killpg(process.pid, signal.SIGKILL)
     at_kill = len(_records(out))
     assert 0 < at_kill < 12, f"the run was not caught mid-way ({at_kill} records)"
+    complete = _cases_of_complete_units(lgg_hostile_manifest, out)
 
     result = run_inference(reference_run["config"].model_copy(update={"out": out}))
-    assert result.failed == 0 and result.skipped >= at_kill - 1 and result.done + result.skipped == 12
+    assert result.failed == 0 and result.skipped == complete and result.done + result.skipped == 12
     assert len(_records(out)) == 12
     expected = {storage.basename(u): read_mask(u).array for u in storage.list_files(storage.join(reference_run["out"], "masks"))}
     masks = {storage.basename(u): read_mask(u).array for u in storage.list_files(storage.join(out, "masks"))}

@@ -6,28 +6,28 @@ import numpy as np
 import torch
 
 from raysegment.infer.config import InferConfig
-from raysegment.infer.decode import case_row
+from raysegment.infer.decode import unit_row
 from raysegment.infer.plan import Plan
 from raysegment.infer.predictor import Predictor
 from raysegment.models import load_model, read_metadata
 
 
 def _batch(rows):
-    batch = {k: np.array([r[k] for r in rows]) for k in ("case_id", "key", "status", "stage", "error", "meta")}
+    batch = {k: np.array([r[k] for r in rows]) for k in ("unit", "status", "stage", "error", "meta")}
     batch["image"] = np.empty(len(rows), dtype=object)
     for i, r in enumerate(rows):
         batch["image"][i] = r["image"]
     return batch
 
 
-def test_cases_are_split_back_and_failures_isolated(lgg):
+def test_units_are_split_back_and_failures_isolated(lgg):
     plan = Plan.build(InferConfig(model=lgg["model"], manifest="m", out="o", batch_size=3), read_metadata(lgg["model"]))
     rng = np.random.default_rng(0)
     volume = rng.random((5, 3, 32, 32), dtype=np.float32)
     single = rng.random((1, 3, 32, 32), dtype=np.float32)
     wrong = rng.random((2, 5, 32, 32), dtype=np.float32)  # 5 channels for a 3-channel model
-    rows = [case_row("vol", "ok", image=volume), case_row("bad", "failed", "read", "x.tif: corrupt"),
-            case_row("one", "ok", image=single), case_row("wrong", "ok", image=wrong)]
+    rows = [unit_row("vol", "ok", [], image=volume), unit_row("bad", "failed", [], stage="read", error="x.tif: corrupt"),
+            unit_row("one", "ok", [], image=single), unit_row("wrong", "ok", [], image=wrong)]
     out = Predictor(plan)(_batch(rows))
     assert list(out["status"]) == ["ok", "failed", "ok", "failed"]
     assert out["stage"][3] == "predict" and "wrong" in out["error"][3] and out["error"][1] == "x.tif: corrupt"
@@ -53,7 +53,7 @@ def test_predictor_runs_as_many_threads_as_cpus_it_reserves(lgg):
 
 def test_bf16_predictions_stay_close_to_full_precision(lgg):
     rng = np.random.default_rng(1)
-    rows = [case_row("vol", "ok", image=rng.random((4, 3, 32, 32), dtype=np.float32))]
+    rows = [unit_row("vol", "ok", [], image=rng.random((4, 3, 32, 32), dtype=np.float32))]
     probs = {}
     for amp in ("none", "bf16"):
         plan = Plan.build(InferConfig(model=lgg["model"], manifest="m", out="o", amp=amp), read_metadata(lgg["model"]))

@@ -31,8 +31,8 @@ def test_parameter_count_matches_closed_form(in_channels, classes, base, depth):
 
 def test_published_sizes():
     with torch.device("meta"):
-        classic = create_model("unet")  # 3 input channels, 1 class, base 64, depth 4
-        lgg = create_model("unet", base_channels=32)
+        classic = create_model("unet", base_channels=64)  # 3 input channels, 1 class, base 64, depth 4
+        lgg = create_model("unet")  # the default width
     # ~31.0M for the classic configuration (3-channel input, 1 output class): 31,037,633
     assert round(count_parameters(classic) / 1e6, 1) == 31.0
     # base 32 is the U-Net of Zhou et al.'s U-Net++ comparison (7.76M) and of the public LGG model

@@ -25,12 +25,14 @@ def test_train_two_epochs_resume_and_evaluate(trained_job, lgg_manifest, tmp_pat
     assert list(trained.first.history["epoch"]) == [1]
     history = pd.read_parquet(run / "history.parquet")
     assert_resumed(trained.first.history, history, epochs=2)
-    for column in ("train_loss", "val_loss", "train_dice", "val_dice", "val_iou", "val_precision", "val_recall"):
+    for column in ("train_loss", "val_loss", "train_dice", "val_dice", "val_patient_dice", "val_empty_slices", "val_iou",
+                   "val_precision", "val_recall"):
         assert history[column].notna().all()
-    assert history[["val_dice", "val_iou", "train_dice"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert history[["val_dice", "val_patient_dice", "val_iou", "train_dice"]].apply(lambda c: c.between(0, 1)).all().all()
     assert (history["val_iou"] <= history["val_dice"] + 1e-9).all()  # IoU <= Dice always
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["best"]["val_dice"] == pytest.approx(history["val_dice"].max())
+    assert summary["monitor"] == "val_patient_dice"  # the default: best/ is chosen per patient
+    assert summary["best"]["val_patient_dice"] == pytest.approx(history["val_patient_dice"].max())
     assert summary["hardware"]["workers"] == 2 and summary["images_per_s"] > 0
     _, meta = load_model(trained.resumed.best_model_uri)
     assert meta["model"]["name"] == name and meta["class_names"] == ["tumor"] and meta["epoch"] == summary["best_epoch"]

@@ -18,9 +18,16 @@ from raysegment.train.state import (
 def test_progress_tracks_best_and_stops_after_patience():
     progress = Progress()
     for epoch, dice in enumerate([0.2, 0.5, 0.49, 0.5, 0.3], start=1):
-        progress.update({"epoch": epoch, "val_dice": dice}, patience=3, min_delta=0.0)
+        progress.update({"epoch": epoch, "val_patient_dice": dice, "val_dice": 1 - dice}, "val_patient_dice", patience=3, min_delta=0.0)
     assert (progress.best_epoch, progress.best_dice, progress.bad_epochs, progress.stopped) == (2, 0.5, 3, True)
     assert [h["epoch"] for h in progress.history] == [1, 2, 3, 4, 5]
+
+
+def test_progress_follows_the_monitored_score():
+    progress = Progress()
+    for epoch, (patient, pooled) in enumerate([(0.2, 0.9), (0.6, 0.5), (0.4, 0.95)], start=1):
+        progress.update({"epoch": epoch, "val_patient_dice": patient, "val_dice": pooled}, "val_patient_dice", None, 0.0)
+    assert (progress.best_epoch, progress.best_dice) == (2, 0.6)
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -34,7 +41,7 @@ def test_save_and_load_round_trip(tmp_path):
     schedule.step_epoch(0.1)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     progress = Progress()
-    progress.update({"epoch": 1, "val_dice": 0.4}, patience=None, min_delta=0.0)
+    progress.update({"epoch": 1, "val_dice": 0.4}, "val_dice", patience=None, min_delta=0.0)
     save_state(str(tmp_path), model, optimizer, schedule, scaler, progress)
 
     other = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from raysegment.cli import app
 from raysegment.models import load_model
 from raysegment.train.config import load_config
+from raysegment.train.export import checkpoint_uri
 from raysegment.tune import load_tune_config, run_tune
-from raysegment.tune.results import checkpoint_uri
 from raysegment.tune.run import TUNE_DIR, _scheduler, _search_alg, search_space
 from raysegment.tune.trial import trial_name
 from tests.tune.conftest import TINY_TRAIN
@@ -100,15 +100,17 @@ def test_trials_table_matches_the_runs(experiment):
     assert experiment["summary"]["trial_epochs"] == trials["epochs_run"].sum() == len(history)
     for row in trials.to_dict(orient="records"):
         runs = history[history["trial"] == row["trial"]]
-        assert row["best_val_dice"] == pytest.approx(runs["val_dice"].max())
-        assert row["final_val_dice"] == pytest.approx(runs.sort_values("epoch")["val_dice"].iloc[-1])
+        # Trials are ranked per patient by default, as training selects its checkpoint.
+        assert row["best_val_patient_dice"] == pytest.approx(runs["val_patient_dice"].max())
+        assert row["final_val_patient_dice"] == pytest.approx(runs.sort_values("epoch")["val_patient_dice"].iloc[-1])
         assert 1e-3 <= row["config.optim.lr"] <= 3e-2 and row["config.optim.loss"] in ("dice", "bce_dice")
         if row["status"] == "completed":  # independent record: the trial's own training run
             own = pd.read_parquet(experiment["exp"] / "trials" / row["trial"] / "history.parquet")
-            assert own["val_dice"].tolist() == pytest.approx(runs.sort_values("epoch")["val_dice"].tolist())
+            assert own["val_patient_dice"].tolist() == pytest.approx(runs.sort_values("epoch")["val_patient_dice"].tolist())
             config = load_config(str(experiment["exp"] / "trials" / row["trial"] / "config.yaml"))
             assert config.optim.lr == pytest.approx(row["config.optim.lr"]) and config.optim.loss == row["config.optim.loss"]
-    assert trials["rank"].min() == 1 and trials.loc[trials["rank"] == 1, "best_val_dice"].iloc[0] == pytest.approx(trials["best_val_dice"].max())
+    best = trials.loc[trials["rank"] == 1, "best_val_patient_dice"].iloc[0]
+    assert trials["rank"].min() == 1 and best == pytest.approx(trials["best_val_patient_dice"].max())
 
 
 def test_optuna_tpe_chose_the_trials_and_was_told_their_results(experiment):
@@ -128,7 +130,7 @@ def test_optuna_tpe_chose_the_trials_and_was_told_their_results(experiment):
         assert asked.state == optuna.trial.TrialState.COMPLETE
         assert asked.params["optim.lr"] == pytest.approx(trials.loc[name, "config.optim.lr"])
         assert asked.params["optim.loss"] == trials.loc[name, "config.optim.loss"]
-        val_dice = history[history["trial"] == name].set_index("epoch")["val_dice"]
+        val_dice = history[history["trial"] == name].set_index("epoch")["val_patient_dice"]
         assert asked.intermediate_values, name  # every epoch's result reached the study
         for epoch, value in asked.intermediate_values.items():
             assert value == pytest.approx(val_dice[epoch])
@@ -147,7 +149,7 @@ def test_best_model_loads_evaluates_and_its_config_trains(experiment):
     summary, exp = experiment["summary"], experiment["exp"]
     model, meta = load_model(str(exp / "best"))
     assert meta["trial"] == summary["best_trial"] and meta["epoch"] == summary["best_epoch"]
-    assert meta["metrics"]["val_dice"] == pytest.approx(experiment["trials"]["best_val_dice"].max())
+    assert meta["metrics"]["val_patient_dice"] == pytest.approx(experiment["trials"]["best_val_patient_dice"].max())
     run_uri = str(exp / "trials" / summary["best_trial"])
     state = torch.load(io.BytesIO(open(os.path.join(checkpoint_uri(run_uri, summary["best_epoch"]), "state.pt"), "rb").read()),
                        weights_only=True)["model"]

@@ -1,0 +1,140 @@
+"""Accuracy on real LGG scans: patient-level k-fold cross-validation of the recommended recipe.
+
+Ingests any ``kaggle_3m`` folder, deals its patients into ``--folds`` folds (raysegment.splits),
+and for each fold trains ``jobs/lgg_recipe.yaml`` with raysegment's own pipeline (Ray Train), the
+model chosen on validation patients drawn from the training folds, then evaluates the fold's test
+patients with ``raysegment.evaluate``. Every patient is a test patient exactly once. Reported, over
+all test patients, beside the published figures:
+
+* per-patient Dice (slices stacked, largest 3D component kept): mean, median, 95% bootstrap interval;
+* the same without post-processing, and for the final weights (``last/``) beside the selected ones (``best/``);
+* per-slice mean Dice and the share of empty slices (what a per-slice figure hides);
+* wall time, training images/s and hardware.
+
+    python benchmarks/real_lgg.py --data ../shared/data/lgg/kaggle_3m                      # CPU development setting
+    python benchmarks/real_lgg.py --data DIR --full --gpus-per-worker 1                    # the recipe as written
+
+Prints one JSON line (and writes it to OUT/result.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+PUBLISHED = {"buda2019_unet": 0.82, "buda_pytorch_unet": 0.836, "best_public_selected_on_test": 0.91}
+RECIPE = os.path.join(os.path.dirname(__file__), "..", "jobs", "lgg_recipe.yaml")
+
+
+def bootstrap_ci(values, rounds: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of the mean over patients."""
+    import numpy as np
+
+    values = np.asarray(values, float)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(values, size=(rounds, len(values)), replace=True).mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def run_fold(args, manifest, fold: int, out: str) -> dict:
+    """Train the recipe on one fold and score its test patients with and without post-processing."""
+    from raysegment.evaluate import evaluate
+    from raysegment.train import load_config, train
+    from raysegment.train.config import apply_overrides
+
+    overrides = {"out": os.path.join(out, f"fold{fold}"), "data.manifest": manifest, "optim.seed": args.seed,
+                 "scaling.workers": args.workers, "scaling.cpus_per_worker": args.cpus_per_worker,
+                 "scaling.gpus_per_worker": args.gpus_per_worker}
+    if not args.full:
+        overrides.update({"optim.epochs": args.epochs, "model.config.base_channels": args.base_channels})
+    job = load_config(RECIPE, overrides, image_size=None if args.full else args.image_size)
+    # The recipe's batch is the global one: data-parallel workers split it.
+    job = apply_overrides(job, {"optim.batch_size": max(1, job.optim.batch_size // args.workers)})
+    run = train(job)
+    scores = {}
+    for model in ("best", "last"):
+        for post in (True, False):
+            result = evaluate(os.path.join(run.run_uri, model), manifest, "test", os.path.join(run.run_uri, f"eval_{model}_{post}"),
+                              postprocess={"largest_component": post})
+            scores[(model, post)] = result
+    return {"run": run, "scores": scores, "config": job}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="a kaggle_3m folder (local or s3://)")
+    parser.add_argument("--out", default="/tmp/raysegment-real-lgg")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only-folds", type=int, nargs="*", help="run only these folds (quick checks)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--full", action="store_true", help="the recipe as written (256 px, width 32, its epochs): GPUs advised")
+    parser.add_argument("--epochs", type=int, default=25, help="CPU development setting")
+    parser.add_argument("--image-size", type=int, default=128, help="CPU development setting")
+    parser.add_argument("--base-channels", type=int, default=16, help="CPU development setting")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cpus-per-worker", type=float, default=0.5)
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    args = parser.parse_args()
+
+    import numpy as np
+    import pandas as pd
+
+    from raysegment.ingest import ingest
+    from raysegment.manifest import write_manifest
+    from raysegment.splits import assign_folds, fold_splits
+    from raysegment.train.run import hardware
+
+    started = time.perf_counter()
+    os.makedirs(args.out, exist_ok=True)
+    df = ingest("lgg", args.data, os.path.join(args.out, "all.parquet")).manifest
+    fold_of = assign_folds(df, args.folds, args.seed)
+    per_patient, per_slice, runs = [], [], []
+    for fold in args.only_folds if args.only_folds is not None else range(args.folds):
+        manifest = os.path.join(args.out, f"fold{fold}.parquet")
+        write_manifest(df.assign(split=fold_splits(df, fold_of, fold, seed=args.seed)), manifest)
+        result = run_fold(args, manifest, fold, args.out)
+        for (model, post), evaluation in result["scores"].items():
+            per_patient.append(evaluation.volumes.assign(fold=fold, model=model, postprocess=post))
+            per_slice.append(evaluation.cases.assign(fold=fold, model=model, postprocess=post))
+        runs.append(result["run"].summary)
+    patients, slices = pd.concat(per_patient, ignore_index=True), pd.concat(per_slice, ignore_index=True)
+    patients.to_parquet(os.path.join(args.out, "patients.parquet"), index=False)
+
+    def figures(model: str, post: bool) -> dict:
+        dice = patients[(patients["model"] == model) & (patients["postprocess"] == post)]["dice"].to_numpy()
+        cases = slices[(slices["model"] == model) & (slices["postprocess"] == post)]
+        return {"patient_dice_mean": round(float(dice.mean()), 4), "patient_dice_median": round(float(np.median(dice)), 4),
+                "patient_dice_ci95": [round(v, 4) for v in bootstrap_ci(dice)], "slice_dice_mean": round(float(cases["dice"].mean()), 4),
+                "slice_dice_mean_with_lesion": round(float(cases[cases["volume_true"] > 0]["dice"].mean()), 4)}
+
+    config = result["config"]
+    line = {
+        "benchmark": "real_lgg",
+        "setting": "full" if args.full else "cpu-development",
+        "recipe": {"image_size": config.data.preprocess.steps[-1]["size"], "model": config.model.name, **config.model.config,
+                   "epochs": config.optim.epochs, "loss": config.optim.loss, "optimizer": config.optim.optimizer, "lr": config.optim.lr,
+                   "scheduler": config.optim.scheduler},
+        "folds": args.folds,
+        "patients": int(patients["case_id"].nunique()),
+        "slices": int(slices["case_id"].nunique()),
+        "empty_slice_share": round(float((slices.drop_duplicates("case_id")["volume_true"] == 0).mean()), 4),
+        "selected": figures("best", True),
+        "selected_no_postprocess": figures("best", False),
+        "final_weights": figures("last", True),
+        "final_weights_no_postprocess": figures("last", False),
+        "published": PUBLISHED,
+        "train_images_per_s": round(float(np.mean([r["images_per_s"] for r in runs])), 1),
+        "train_time_s": round(float(sum(r["train_time_s"] for r in runs)), 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "hardware": hardware(args.workers, args.gpus_per_worker),
+    }
+    text = json.dumps(line)
+    with open(os.path.join(args.out, "result.json"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

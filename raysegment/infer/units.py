@@ -1,0 +1,60 @@
+"""Units: the cases that travel through the pipeline together, as one row.
+
+The slices of one patient volume (manifest ``slice`` rows sharing a ``volume_id``; LGG stores one
+TIFF per slice) form one unit, in ``slice_index`` order: the write stage can then post-process
+them as the volume they are (the largest connected component in 3D, as validation and
+``evaluate`` do). Every other case (a volume row, a slice of no known volume) is a unit alone.
+Results stay per case: each case of a unit ends as its own mask, record or error row.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: What decoding a case needs from its manifest row.
+CASE_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "num_slices", "format"]
+
+
+def group_units(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest's cases grouped into units, in the order of their first case.
+
+    Returns:
+        One row per unit: ``unit`` (``volume <volume_id>`` or ``case <case_id>``, for messages),
+        ``cases`` (its manifest rows as a JSON list: Arrow would turn nested rows into structs of
+        numpy values) and ``slices`` (the slices it is expected to hold, to size predictor calls).
+    """
+    volume_ids = manifest["volume_id"] if "volume_id" in manifest else pd.Series(None, index=manifest.index, dtype=object)
+    grouped = (manifest["level"] == "slice") & volume_ids.notna()
+    names = ("volume " + volume_ids.astype(str)).where(grouped, "case " + manifest["case_id"].astype(str))
+    units = []
+    for name, part in manifest.groupby(names, sort=False):
+        if len(part) > 1:
+            part = part.sort_values("slice_index", kind="stable", na_position="last")
+        cases = [{c: row.get(c) for c in CASE_COLUMNS} for row in part.to_dict(orient="records")]
+        units.append({"unit": name, "cases": json.dumps(cases, default=_plain), "slices": sum(map(_slices, cases))})
+    return pd.DataFrame(units, columns=["unit", "cases", "slices"])
+
+
+def units_per_call(units: pd.DataFrame, batch_size: int) -> int:
+    """Units per predictor call, so that a call holds about ``batch_size`` slices (at least one unit)."""
+    per_unit = float(units["slices"].median()) if len(units) else 1.0
+    return max(1, int(batch_size // max(per_unit, 1.0)))
+
+
+def _slices(case: dict[str, Any]) -> int:
+    count = case.get("num_slices")
+    return int(count) if case.get("level") == "volume" and count is not None and not pd.isna(count) else 1
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is pd.NA:
+        return None
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

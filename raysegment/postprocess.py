@@ -1,0 +1,61 @@
+"""Probabilities -> the final mask: one post-processing rule for validation, evaluation and inference.
+
+A :class:`PostprocessConfig` is saved inside every checkpoint beside the preprocessing, so the
+figures validation selects a model by, the figures ``evaluate`` reports and the masks ``infer``
+writes all come from the same rule.
+
+The rule works on a whole case: a 2D slice, a 3D volume, or, for slice datasets (LGG: one TIFF per
+slice), the patient's slices stacked in order. Keeping only the largest 3D connected component
+per patient is Buda et al.'s post-processing for LGG: a FLAIR abnormality is one connected
+region, so smaller islands elsewhere in the brain are false positives.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PostprocessConfig(BaseModel):
+    """Attributes:
+        threshold: probability above which a voxel is foreground.
+        largest_component: keep only each class's largest connected component of the case
+            (3D over a volume or a patient's stacked slices; 2D for a lone slice).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    largest_component: bool = False
+
+    @property
+    def logit_threshold(self) -> float:
+        """The threshold on logits: ``sigmoid(x) > t`` <=> ``x > log(t / (1 - t))``."""
+        return math.log(self.threshold / (1.0 - self.threshold))
+
+    def apply(self, prob: np.ndarray) -> np.ndarray:
+        """``(K, *spatial)`` probabilities -> uint8 0/1 mask."""
+        return self.clean((np.asarray(prob) > self.threshold).astype(np.uint8))
+
+    def clean(self, mask: np.ndarray) -> np.ndarray:
+        """The rule's mask operations on an already thresholded ``(K, *spatial)`` mask."""
+        if not self.largest_component:
+            return mask
+        mask = mask.copy()
+        for k in range(mask.shape[0]):
+            mask[k] = largest_connected_component(mask[k])
+        return mask
+
+
+def largest_connected_component(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected component of a 2D or 3D mask (all of it when there is none or one)."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return (labels == sizes.argmax()).astype(mask.dtype)

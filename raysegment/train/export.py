@@ -1,0 +1,109 @@
+"""Training checkpoints -> models: any kept epoch of a run becomes a model ``evaluate`` and ``infer`` load.
+
+A run writes ``model_template.json`` when it starts: the ``model.json`` of its models without
+weights, metrics or epoch (spec, preprocessing, post-processing, class names, channels). Exporting
+an epoch is then that template, the epoch's weights (``checkpoints/epoch_NNNN/state.pt``) and its
+row of the history, with no manifest to read again. ``best/`` and ``last/`` are two such exports;
+:func:`resolve_model` exports any other kept epoch on first use, into ``epochs/epoch_NNNN/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from raysegment import storage
+from raysegment.errors import ConfigError
+
+TEMPLATE_FILE = "model_template.json"
+CHECKPOINTS_DIR = "checkpoints"
+EXPORTS_DIR = "epochs"
+_EPOCH_DIR = re.compile(r"epoch_(\d{4,})$")
+
+
+def checkpoint_uri(run_uri: str, epoch: int) -> str:
+    """Where Ray Train keeps a run's checkpoint of ``epoch`` (``raysegment.train.loop`` names them)."""
+    return storage.join(run_uri, CHECKPOINTS_DIR, f"epoch_{epoch:04d}")
+
+
+def write_template(run_uri: str, spec: dict[str, Any], **metadata: Any) -> None:
+    """Record what every model of the run shares (``metadata``: preprocess, postprocess, class_names, channels)."""
+    storage.write_bytes(storage.join(run_uri, TEMPLATE_FILE), json.dumps({"model": spec, **metadata}, indent=2).encode())
+
+
+def kept_epochs(run_uri: str) -> list[int]:
+    """Epochs whose training checkpoint is still in the run folder (Ray Train keeps ``num_to_keep``)."""
+    from raysegment.train.state import STATE_FILE
+
+    epochs = []
+    for uri in storage.list_dirs(storage.join(run_uri, CHECKPOINTS_DIR)):
+        match = _EPOCH_DIR.search(uri.rstrip("/"))
+        if match and storage.exists(storage.join(uri, STATE_FILE)):
+            epochs.append(int(match.group(1)))
+    return sorted(epochs)
+
+
+def export_epoch(run_uri: str, epoch: int, out: str, metrics: dict[str, Any] | None = None, **extra: Any) -> str:
+    """Write the model of ``epoch`` of the run at ``run_uri`` as a checkpoint folder ``out``.
+
+    Args:
+        metrics: the epoch's metrics; default its row of the checkpoint's history.
+        extra: more ``model.json`` metadata (a tune trial's name).
+
+    Raises:
+        ConfigError: the run has no template, or no kept checkpoint of that epoch (naming the kept ones).
+    """
+    import torch
+
+    from raysegment.models.checkpoint import ModelSpec, save_model
+    from raysegment.train.state import HISTORY_FILE, STATE_FILE
+
+    run_uri = storage.normalize(run_uri)
+    try:
+        template = json.loads(storage.read_bytes(storage.join(run_uri, TEMPLATE_FILE)))
+    except storage.MissingObjectError:
+        raise ConfigError(f"{run_uri}: no {TEMPLATE_FILE}; not a raysegment training run") from None
+    source = checkpoint_uri(run_uri, epoch)
+    try:
+        state = torch.load(io.BytesIO(storage.read_bytes(storage.join(source, STATE_FILE))), map_location="cpu", weights_only=True)
+    except storage.MissingObjectError:
+        raise ConfigError(f"{run_uri}: no checkpoint of epoch {epoch} is kept (kept: {kept_epochs(run_uri) or 'none'}); "
+                          "raise checkpoint.num_to_keep to keep more") from None
+    if metrics is None:
+        history = json.loads(storage.read_bytes(storage.join(source, HISTORY_FILE)))
+        metrics = next((row for row in history if int(row["epoch"]) == epoch), {})
+    spec = ModelSpec.from_dict(template.pop("model"))
+    model = spec.build(pretrained=False)
+    model.load_state_dict(state["model"])
+    scores = {k: float(v) for k, v in metrics.items() if k.startswith(("train_", "val_")) and isinstance(v, (int, float))}
+    save_model(out, model, spec, **template, metrics=scores, epoch=int(epoch), run_uri=run_uri, **extra)
+    return out
+
+
+def resolve_model(uri: str) -> str:
+    """The model checkpoint folder that ``uri`` names.
+
+    ``uri`` may be a model checkpoint (``model.json``), a training run or tune experiment (its
+    ``best/``), or one of a run's training checkpoints (``RUN/checkpoints/epoch_0007``), which is
+    exported to ``RUN/epochs/epoch_0007`` the first time it is asked for.
+
+    Raises:
+        ConfigError: ``uri`` is none of these.
+    """
+    from raysegment.models.checkpoint import SPEC_FILE
+
+    uri = storage.normalize(uri).rstrip("/")
+    for candidate in (uri, storage.join(uri, "best")):
+        if storage.exists(storage.join(candidate, SPEC_FILE)):
+            return candidate
+    match = _EPOCH_DIR.search(uri)
+    if match and uri.rsplit("/", 2)[-2] == CHECKPOINTS_DIR:
+        run_uri = uri.rsplit("/", 2)[0]
+        out = storage.join(run_uri, EXPORTS_DIR, f"epoch_{int(match.group(1)):04d}")
+        if not storage.exists(storage.join(out, SPEC_FILE)):
+            export_epoch(run_uri, int(match.group(1)), out)
+        return out
+    raise ConfigError(f"{uri}: not a model checkpoint ({SPEC_FILE}), a training run with best/{SPEC_FILE}, "
+                      f"or a run's {CHECKPOINTS_DIR}/epoch_NNNN")

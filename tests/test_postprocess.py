@@ -1,0 +1,37 @@
+"""The one post-processing rule: threshold, then each class's largest connected component of the whole case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from raysegment.postprocess import PostprocessConfig
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
+def test_logit_threshold_matches_the_probability_threshold(threshold):
+    logits = torch.linspace(-6, 6, 1001)
+    config = PostprocessConfig(threshold=threshold)
+    assert torch.equal(logits > config.logit_threshold, torch.sigmoid(logits) > threshold)
+
+
+def test_largest_component_is_3d_and_per_class():
+    prob = np.zeros((2, 8, 8, 4), np.float32)
+    prob[0, 1:4, 1:4, 0:3] = 0.9   # class 0: a 3D blob over slices 0-2 ...
+    prob[0, 6:8, 6:8, 3] = 0.9     # ... and an island on slice 3, touching it in no axis
+    prob[1, 6:8, 6:8, 3] = 0.9     # class 1: only the island, which is then its largest component
+    mask = PostprocessConfig(largest_component=True).apply(prob)
+    assert mask.dtype == np.uint8
+    assert mask[0].sum() == 27 and mask[0, 6:8, 6:8, 3].sum() == 0
+    assert mask[1].sum() == 4
+    assert PostprocessConfig().apply(prob)[0].sum() == 31  # off by default: threshold only
+
+
+def test_empty_and_single_component_masks_are_kept_as_they_are():
+    config = PostprocessConfig(largest_component=True)
+    empty = np.zeros((1, 5, 5), np.uint8)
+    assert config.clean(empty).sum() == 0
+    one = np.zeros((1, 5, 5), np.uint8)
+    one[0, 1:3, 1:3] = 1
+    np.testing.assert_array_equal(config.clean(one), one)

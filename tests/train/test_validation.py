@@ -1,0 +1,93 @@
+"""Validation scores each patient volume: slices stacked in order, post-processed in 3D, Dice per volume."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from raysegment.postprocess import PostprocessConfig
+from raysegment.train.loop import PatientStats, validate
+
+
+class ListShard:
+    """Stands in for a Ray Train dataset shard: the same ``iter_torch_batches`` over in-memory rows."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def iter_torch_batches(self, batch_size, dtypes, device, drop_last=False, **_):
+        for start in range(0, len(self.rows), batch_size):
+            chunk = self.rows[start:start + batch_size]
+            yield {key: torch.as_tensor(np.stack([r[key] for r in chunk]), dtype=dtypes) for key in chunk[0]}
+
+
+class Oracle(torch.nn.Module):
+    """A "model" whose logits are stored in its input's first channel, so the test sets every prediction."""
+
+    def forward(self, x):
+        return x[:, :1] * 20 - 10  # 1 -> foreground, 0 -> background
+
+
+def _volumes(seed: int = 0):
+    """Three patients of 5 slices (shuffled): a lesion over slices 1-3, a false-positive island, one empty patient."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for v in range(3):
+        for k in range(5):
+            truth = np.zeros((1, 16, 16), np.float32)
+            pred = np.zeros((1, 16, 16), np.float32)
+            if v < 2 and 1 <= k <= 3:
+                truth[0, 4:10, 4:10] = 1
+                pred[0, 5:10, 4:10] = 1
+            if v == 1 and k == 0:
+                pred[0, 13:15, 13:15] = 1  # not connected to the lesion in 3D
+            rows.append({"image": pred, "mask": truth, "volume": v, "slice": k})
+    return [rows[i] for i in rng.permutation(len(rows))]
+
+
+def _reference(rows, largest_component: bool) -> list[float]:
+    """Dice per volume with numpy and scipy, by hand."""
+    out = []
+    for v in sorted({r["volume"] for r in rows}):
+        mine = sorted((r for r in rows if r["volume"] == v), key=lambda r: r["slice"])
+        pred = np.stack([r["image"][0] for r in mine], axis=-1) > 0.5
+        truth = np.stack([r["mask"][0] for r in mine], axis=-1) > 0.5
+        if largest_component and pred.any():
+            labels, _ = ndimage.label(pred)
+            pred = labels == np.bincount(labels.ravel())[1:].argmax() + 1
+        size = pred.sum() + truth.sum()
+        out.append(1.0 if size == 0 else 2 * (pred & truth).sum() / size)
+    return out
+
+
+@pytest.mark.parametrize("largest_component", [True, False])
+def test_patient_dice_is_the_mean_dice_of_stacked_post_processed_volumes(largest_component):
+    rows = _volumes()
+    post = PostprocessConfig(largest_component=largest_component)
+    metrics = validate(Oracle(), lambda logits, masks: torch.tensor(0.0), ListShard(rows), 4, torch.device("cpu"), 1,
+                       contextlib.nullcontext, 0, 1, 3, post, ["tumor"])
+    expected = _reference(rows, largest_component)
+    assert metrics["val_patient_dice"] == pytest.approx(np.mean(expected))
+    assert metrics["val_empty_slices"] == pytest.approx(9 / 15)
+    # The island costs patient 1 Dice unless the 3D largest component removes it.
+    assert bool(expected[1] == expected[0]) is largest_component
+
+
+def test_workers_split_patients_and_their_counts_add_up():
+    rows = _volumes()
+    post = PostprocessConfig(largest_component=True)
+    whole, parts = PatientStats(post), [PatientStats(post), PatientStats(post)]
+    for r in rows:
+        args = (torch.tensor([r["volume"]]), torch.tensor([r["slice"]]), torch.from_numpy(r["image"][None] > 0.5),
+                torch.from_numpy(r["mask"][None] > 0.5))
+        whole.add(*args)
+        parts[r["volume"] % 2].add(*args)
+    total, empty = whole.counts(3, 1, "cpu")
+    split = [p.counts(3, 1, "cpu") for p in parts]
+    torch.testing.assert_close(split[0][0] + split[1][0], total)
+    torch.testing.assert_close(split[0][1] + split[1][1], empty)
+    assert set(parts[0].slices) == {0, 2} and set(parts[1].slices) == {1}
