@@ -65,30 +65,94 @@ def check_local_request(address: str | None, wanted: dict[str, float], request: 
                               f"{have.get(name, 0.0):g}; lower it, or pass --address to run on a cluster")
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
-    """Connect to Ray once per process; a no-op if Ray is already initialised.
+#: The CLI's ``--verbose``, for every later :func:`init_ray` of the process.
+_verbose = False
 
-    Args:
-        address: ``ray://host:10001``, ``host:6379``, or ``auto``; default ``RAY_ADDRESS`` if set,
-            else a new local instance.
-        num_cpus: CPUs for a new local instance (ignored when joining a cluster).
+
+def set_verbose(verbose: bool) -> None:
+    """``--verbose``: Ray's INFO logs and the workers' output on the driver's console (see :func:`ray_init_kwargs`)."""
+    global _verbose
+    _verbose = verbose
+
+
+def ray_init_kwargs(address: str | None = None, num_cpus: int | None = None, verbose: bool | None = None) -> dict:
+    """The arguments :func:`init_ray` passes to ``ray.init``.
+
+    Quiet (the default): the driver's ``ray`` logger at WARNING and the workers' output left in
+    their log files, so warnings and errors stay and the INFO lines of every start, actor and
+    dataset go. ``verbose`` (default :func:`set_verbose`'s): INFO, and worker output on the console.
     """
-    import ray
-
-    if ray.is_initialized():
-        return ray.get_runtime_context()
+    verbose = _verbose if verbose is None else verbose
     # "local" rather than None: ray.init(None) would silently join a `ray start` instance on this
     # machine, where the user asked for neither --address nor RAY_ADDRESS.
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     env_vars = worker_env()  # workers must reach the same storage endpoint as the driver
     kwargs = dict(
         address=address,
-        log_to_driver=not quiet,
+        log_to_driver=verbose,
         configure_logging=True,
-        logging_level="ERROR" if quiet else "INFO",
+        logging_level="INFO" if verbose else "WARNING",
         runtime_env={"env_vars": env_vars} if env_vars else None,
     )
     if address == "local":
         kwargs["num_cpus"] = num_cpus
         kwargs["include_dashboard"] = False
-    return ray.init(**kwargs)
+    return kwargs
+
+
+def backend_log_level(verbose: bool | None = None) -> str | None:
+    """``RAY_BACKEND_LOG_LEVEL`` for the processes ``ray.init`` starts: ``fatal`` when quiet, unless the user set one.
+
+    Ray Data's actor pools make the driver's C++ core worker print one ERROR line per process
+    ("Actor ... has constructor arguments in the object store and max_restarts > 0",
+    ray-project/ray#57733): a false alarm, as Ray Data keeps those arguments alive. C++ log lines
+    bypass Python's logging; this documented threshold is their only switch. It applies to the
+    driver's core worker and, on a local instance, to the Ray processes ``ray.init`` starts; Python
+    warnings and errors are not affected.
+    """
+    verbose = _verbose if verbose is None else verbose
+    return None if verbose or os.environ.get("RAY_BACKEND_LOG_LEVEL") else "fatal"
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, verbose: bool | None = None):
+    """Connect to Ray once per process; a no-op if Ray is already initialised.
+
+    Args:
+        address: ``ray://host:10001``, ``host:6379``, or ``auto``; default ``RAY_ADDRESS`` if set,
+            else a new local instance.
+        num_cpus: CPUs for a new local instance (ignored when joining a cluster).
+        verbose: Ray's INFO logs on the console; default: ``--verbose`` (:func:`set_verbose`).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context()
+    verbose = _verbose if verbose is None else verbose
+    level = backend_log_level(verbose)
+    if level:  # read once by each C++ process as it starts; not left behind for anything started later
+        os.environ["RAY_BACKEND_LOG_LEVEL"] = level
+    try:
+        context = ray.init(**ray_init_kwargs(address, num_cpus, verbose))
+    finally:
+        if level:
+            os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
+    quiet_ray_data(verbose)
+    return context
+
+
+def quiet_ray_data(verbose: bool) -> None:
+    """Ray Data's console lines on the driver at WARNING (INFO when verbose); its session log file keeps everything.
+
+    ``import ray.data`` gives the ``ray.data`` logger its own console handler at INFO, outside
+    ``ray.init``'s ``logging_level``: "Starting execution of Dataset ..." and its plan, per dataset.
+    A configuration of the user's own (``RAY_DATA_LOGGING_CONFIG``) is left as it is.
+    """
+    import logging
+
+    import ray.data  # noqa: F401  (configures the logger first, or its import would undo this)
+
+    if os.environ.get("RAY_DATA_LOGGING_CONFIG"):
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console; the file handler is no stream handler
+            handler.setLevel(logging.INFO if verbose else logging.WARNING)

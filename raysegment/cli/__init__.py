@@ -45,12 +45,20 @@ def _global_options(
         Optional[str],
         typer.Option(help="S3-compatible endpoint URL (MinIO, Ceph); default AWS_ENDPOINT_URL_S3 or AWS itself."),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show Ray's INFO logs and the Ray workers' output (default: warnings and errors only)."),
+    ] = False,
 ) -> None:
     """Train, tune and run MRI segmentation models at cluster scale on Ray.
 
     Every URI may be a local path, file:// or s3://. Commands that use Ray join the cluster named
-    by --address or RAY_ADDRESS, and start a local Ray instance otherwise.
+    by --address or RAY_ADDRESS, and start a local Ray instance otherwise. Without a terminal
+    (ray job submit, a CronJob), progress is one plain line every RAYSEGMENT_PROGRESS_SECONDS (30).
     """
+    from raysegment import runtime
+
+    runtime.set_verbose(verbose)
     if s3_endpoint:
         from raysegment import storage
 

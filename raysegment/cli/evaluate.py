@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from raysegment.cli._console import console, print_json, table
+from raysegment.cli._console import console, plain_line, print_json, table
 
 Opt = typer.Option
 
@@ -28,8 +28,15 @@ def evaluate(
     from raysegment.evaluate import evaluate as run_evaluate
 
     overrides = {k: v for k, v in {"threshold": threshold, "largest_component": largest_component}.items() if v is not None}
-    result = run_evaluate(model, manifest, split, out, postprocess=overrides, workers=workers, max_cases=max_cases,
-                          address=address)
+    progress = None
+    if not as_json and not console.is_terminal:  # a job's log: plain lines with an ETA, as train, tune and infer print
+        from raysegment.progress import CountProgress
+
+        progress = CountProgress("evaluate", "cases", plain_line)
+    result = run_evaluate(model, manifest, split, out, postprocess=overrides, workers=workers, max_cases=max_cases, address=address,
+                          on_case=None if progress is None else (lambda done, total: progress.update(total=total, done=done)))
+    if progress is not None:
+        progress.finish()
     if as_json:
         print_json(result.summary.to_dict(orient="records"))
         return

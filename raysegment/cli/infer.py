@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from raysegment.cli._console import console, print_json, table
+from raysegment.cli._console import console, plain_line, print_json, table
 
 _SHOWN_ERRORS = 20
 
@@ -48,6 +48,27 @@ def infer(
         result = run_inference(settings)
         print_json(result.run)
         raise typer.Exit(result.exit_code)
+    result = _run_with_progress(run_inference, settings)
+    rows = [("cases", result.cases), ("done", result.done), ("skipped", result.skipped), ("failed", result.failed),
+            ("slices", result.slices), ("slices/s", round(result.slices_per_second, 2)), ("output", settings.out)]
+    console.print(table(f"raysegment infer: {settings.model}", ("", "value"), rows), soft_wrap=True)
+    for error in result.errors.head(_SHOWN_ERRORS).itertuples():
+        console.print(f"[red]failed[/] {error.case_id} ({error.stage}): {error.error}", highlight=False, soft_wrap=True)
+    if result.failed > _SHOWN_ERRORS:
+        console.print(f"... and {result.failed - _SHOWN_ERRORS} more in {settings.out}/errors.parquet")
+    raise typer.Exit(result.exit_code)
+
+
+def _run_with_progress(run_inference, settings):
+    """A progress bar on a terminal; elsewhere (a pipe, a job's log) a plain line every RAYSEGMENT_PROGRESS_SECONDS and a last one."""
+    if not console.is_terminal:
+        from raysegment.progress import CountProgress
+
+        progress = CountProgress("infer", "cases", plain_line)
+        result = run_inference(settings, on_case=lambda row, total: progress.update(
+            total=total, skipped=row["status"] == "skipped", failed=row["status"] == "failed"))
+        progress.finish()
+        return result
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -57,21 +78,13 @@ def infer(
     )
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("segmenting", total=None)
+                  console=console, transient=True) as bar:
+        task = bar.add_task("segmenting", total=None)
 
         def advance(row: dict, total: int) -> None:
-            progress.update(task, total=total, advance=1, description=f"{row['status']:>7} {row['case_id']}")
+            bar.update(task, total=total, advance=1, description=f"{row['status']:>7} {row['case_id']}")
 
-        result = run_inference(settings, on_case=advance)
-    rows = [("cases", result.cases), ("done", result.done), ("skipped", result.skipped), ("failed", result.failed),
-            ("slices", result.slices), ("slices/s", round(result.slices_per_second, 2)), ("output", settings.out)]
-    console.print(table(f"raysegment infer: {settings.model}", ("", "value"), rows), soft_wrap=True)
-    for error in result.errors.head(_SHOWN_ERRORS).itertuples():
-        console.print(f"[red]failed[/] {error.case_id} ({error.stage}): {error.error}", highlight=False, soft_wrap=True)
-    if result.failed > _SHOWN_ERRORS:
-        console.print(f"... and {result.failed - _SHOWN_ERRORS} more in {settings.out}/errors.parquet")
-    raise typer.Exit(result.exit_code)
+        return run_inference(settings, on_case=advance)
 
 
 def register(app: typer.Typer) -> None:

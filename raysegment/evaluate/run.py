@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,13 +60,14 @@ class EvalResult:
 
 def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: str | None = None,
              postprocess: dict | None = None, workers: int = 1, max_cases: int | None = None,
-             address: str | None = None) -> EvalResult:
+             address: str | None = None, on_case: Callable[[int, int], None] | None = None) -> EvalResult:
     """Score ``model`` (checkpoint, run folder or a run's epoch checkpoint) on the labeled cases of ``splits``.
 
     Args:
         postprocess: overrides of the checkpoint's post-processing, e.g. ``{"largest_component": False}``.
         workers: scoring actors in parallel.
         max_cases: at most this many cases per split (quick checks).
+        on_case: called on the driver with (cases scored, cases in all) as scores come in (progress).
     """
     import ray.data
 
@@ -85,21 +87,31 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
 
     # Slices of a known volume are scored per slice and per stacked volume in one pass.
     grouped = (rows["level"] == "slice") & rows["volume_id"].notna()
-    parts = []
+    parts, seen = [], set()
+
+    def collect(ds) -> list[dict]:
+        out = []
+        for row in ds.iter_rows():  # streamed, so each case is reported as it is scored
+            out.append(row)
+            if on_case is not None and row.get("level", "case") == "case" and (row["split"], row["case_id"]) not in seen:
+                seen.add((row["split"], row["case_id"]))
+                on_case(len(seen), len(rows))
+        return out
+
     if (~grouped).any():
         single = rows[~grouped]
         ds = ray.data.from_items([plain_row(r) for r in single.to_dict(orient="records")],
                                  override_num_blocks=max(1, min(len(single), 4 * workers)))
-        parts += ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, postprocess),
-                             compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
+        parts += collect(ds.flat_map(CaseScorer, fn_constructor_args=(model_uri, postprocess),
+                                     compute=ray.data.ActorPoolStrategy(size=workers)))
     if grouped.any():
         # The driver holds the rows already: grouping them here costs nothing, where Ray Data's
         # groupby would hash-shuffle them through 200 partitions and start aggregator actors.
         groups = [{"rows": [plain_row(r) for r in part.to_dict(orient="records")]}
                   for _, part in rows[grouped][_SLICE_COLUMNS].groupby("volume_id", sort=False)]
         ds = ray.data.from_items(groups, override_num_blocks=max(1, min(len(groups), 4 * workers)))
-        parts += ds.flat_map(VolumeScorer, fn_constructor_args=(model_uri, postprocess),
-                             compute=ray.data.ActorPoolStrategy(size=workers)).take_all()
+        parts += collect(ds.flat_map(VolumeScorer, fn_constructor_args=(model_uri, postprocess),
+                                     compute=ray.data.ActorPoolStrategy(size=workers)))
     scored = pd.DataFrame(parts)
     levels = scored["level"] if "level" in scored else pd.Series("case", index=scored.index)
     cases, volumes = scored[levels == "case"].drop(columns=["level", "slices"], errors="ignore"), scored[levels == "volume"]

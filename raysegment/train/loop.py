@@ -25,6 +25,7 @@ from raysegment.postprocess import PostprocessConfig
 from raysegment.train.augment import Augmenter
 from raysegment.train.config import TrainConfig
 from raysegment.train.optim import create_optimizer, create_schedule
+from raysegment.train.progress import BatchReporter
 from raysegment.train.state import Progress, load_state, save_state
 from raysegment.train.tracking import TensorBoardLogger
 
@@ -111,6 +112,7 @@ def train_func_per_worker(config: dict) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     autocast = precision.autocast(opt.amp, device)
     postprocess = job.postprocess
+    batch_progress = BatchReporter(config["steps_per_epoch"] if job.data.cache else None)  # a streamed dataset has no count
 
     while progress.epoch < opt.epochs and not progress.stopped:
         epoch = progress.epoch + 1
@@ -139,6 +141,7 @@ def train_func_per_worker(config: dict) -> None:
             schedule.step_batch()
             last = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
             train.add(loss, last.float(), masks)
+            batch_progress.step(epoch, len(masks))
         train_time = time.perf_counter() - started
         train_metrics, _ = train.summary("train")
         val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, spec.classes,

@@ -51,6 +51,7 @@ def test_inference_writes_masks_that_score_what_evaluate_reports(ray_session, re
     from raysegment.infer.layout import case_key
     from raysegment.metrics import case_metrics
     from raysegment.readers import read_mask
+    from raysegment.score import score
 
     df = read_manifest(real_lgg_manifest)
     test_only = str(tmp_path / "test.parquet")
@@ -62,7 +63,11 @@ def test_inference_writes_masks_that_score_what_evaluate_reports(ray_session, re
     reported = real_lgg_eval.cases.set_index("case_id")
     assert sorted(written.index) == sorted(reported.index)
     np.testing.assert_allclose(written.loc[reported.index, "dice"], reported["dice"], atol=1e-9)
-    # The masks on storage, scored again from the files: the same figures.
+    # The masks on storage, scored again from the files by `raysegment score`: the same figures.
+    scored = score(str(tmp_path / "out" / "masks"), test_only).cases.set_index("case_id")
+    assert sorted(scored.index) == sorted(reported.index)
+    np.testing.assert_allclose(scored.loc[reported.index, "dice"], reported["dice"], atol=1e-9)
+    # ... and by hand, for a few of them.
     rows = df[df["split"] == "test"].set_index("case_id")
     for case_id in rows.index[::7]:
         mask = tifffile.imread(tmp_path / "out" / "masks" / f"{case_key(case_id)}.tif")
