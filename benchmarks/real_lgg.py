@@ -14,7 +14,8 @@ all test patients, beside the published figures:
     python benchmarks/real_lgg.py --data ../shared/data/lgg/kaggle_3m                      # CPU development setting
     python benchmarks/real_lgg.py --data DIR --full --gpus-per-worker 1                    # the recipe as written
 
-Prints one JSON line (and writes it to OUT/result.json).
+Prints one JSON line (and writes it to OUT/result.json). Re-running with the same ``--out`` resumes:
+finished folds are neither trained nor evaluated again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import argparse
 import json
 import os
 import time
+from types import SimpleNamespace
+
+import pandas as pd
 
 PUBLISHED = {"buda2019_unet": 0.82, "buda_pytorch_unet": 0.836, "best_public_selected_on_test": 0.91}
 RECIPE = os.path.join(os.path.dirname(__file__), "..", "jobs", "lgg_recipe.yaml")
@@ -52,13 +56,23 @@ def run_fold(args, manifest, fold: int, out: str) -> dict:
     job = load_config(RECIPE, overrides, image_size=None if args.full else args.image_size)
     # The recipe's batch is the global one: data-parallel workers split it.
     job = apply_overrides(job, {"optim.batch_size": max(1, job.optim.batch_size // args.workers)})
-    run = train(job)
+    if args.report_only:  # the folds an earlier run finished, read back without Ray
+        folder = overrides["out"]
+        with open(os.path.join(folder, "summary.json")) as f:
+            run = SimpleNamespace(run_uri=folder, summary=json.load(f))
+        job = load_config(os.path.join(folder, "config.yaml"))
+    else:
+        run = train(job)  # a finished fold of an earlier, interrupted benchmark resumes at once
     scores = {}
     for model in ("best", "last"):
         for post in (True, False):
-            result = evaluate(os.path.join(run.run_uri, model), manifest, "test", os.path.join(run.run_uri, f"eval_{model}_{post}"),
-                              postprocess={"largest_component": post})
-            scores[(model, post)] = result
+            folder = os.path.join(run.run_uri, f"eval_{model}_{post}")
+            if os.path.exists(os.path.join(folder, "volume_metrics.parquet")):
+                scores[(model, post)] = SimpleNamespace(volumes=pd.read_parquet(os.path.join(folder, "volume_metrics.parquet")),
+                                                        cases=pd.read_parquet(os.path.join(folder, "case_metrics.parquet")))
+            else:
+                scores[(model, post)] = evaluate(os.path.join(run.run_uri, model), manifest, "test", folder,
+                                                 postprocess={"largest_component": post})
     return {"run": run, "scores": scores, "config": job}
 
 
@@ -76,15 +90,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=float, default=0.5)
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    parser.add_argument("--report-only", action="store_true", help="report the finished folds of --only-folds from OUT, training nothing")
     args = parser.parse_args()
 
     import numpy as np
-    import pandas as pd
 
     from raysegment.ingest import ingest
     from raysegment.manifest import write_manifest
     from raysegment.splits import assign_folds, fold_splits
-    from raysegment.train.run import hardware
 
     started = time.perf_counter()
     os.makedirs(args.out, exist_ok=True)
@@ -127,8 +140,9 @@ def main() -> None:
         "published": PUBLISHED,
         "train_images_per_s": round(float(np.mean([r["images_per_s"] for r in runs])), 1),
         "train_time_s": round(float(sum(r["train_time_s"] for r in runs)), 1),
+        "train_wall_s": round(float(sum(r["wall_time_s"] for r in runs)), 1),  # Ray Train runs, start-up and validation included
         "wall_s": round(time.perf_counter() - started, 1),
-        "hardware": hardware(args.workers, args.gpus_per_worker),
+        "hardware": runs[0]["hardware"],  # as the training runs recorded it
     }
     text = json.dumps(line)
     with open(os.path.join(args.out, "result.json"), "w") as f:

@@ -187,8 +187,9 @@ def overlays(scorer: VolumeScorer, rows: pd.DataFrame, scored: pd.DataFrame, out
     figures = {}
     for split, part in scored.groupby("split"):
         for rank, case_id in ranked_cases(part).items():
-            if "volume_id" in rows and (rows["volume_id"] == case_id).any():
-                _, case = scorer.predict_volume([plain_row(r) for r in rows[rows["volume_id"] == case_id].to_dict(orient="records")])
+            slices = rows[(rows["level"] == "slice") & (rows["volume_id"] == case_id)]
+            if len(slices):  # a patient of a slice dataset
+                _, case = scorer.predict_volume([plain_row(r) for r in slices.to_dict(orient="records")])
             else:
                 case = scorer.predict(plain_row(rows[rows["case_id"] == case_id].iloc[0].to_dict()))
             image, truth, pred = case.image, case.truth, case.prediction

@@ -280,7 +280,12 @@ def test_train_and_evaluate_tables_through_clirunner(monkeypatch):
     import raysegment.train
 
     monkeypatch.setattr(raysegment.train, "train", lambda job, address=None, console=None: fake_train_result())
-    monkeypatch.setattr(raysegment.evaluate, "evaluate", lambda *a, **k: fake_eval_result())
+    def fake_evaluate(*args, on_case=None, **kwargs):
+        for done in range(1, 13):
+            on_case(done, 12)
+        return fake_eval_result()
+
+    monkeypatch.setattr(raysegment.evaluate, "evaluate", fake_evaluate)
     result = CliRunner().invoke(app, ["train", "--manifest", "m.parquet", "--out", "run"])
     assert result.exit_code == 0, result.output
     check_one_line_tables(result.output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -27,3 +28,47 @@ def test_patient_volumes_pool_their_slices(lgg_scores, lgg_eval):
     stored = pd.read_parquet(out / "volume_metrics.parquet")
     pd.testing.assert_frame_equal(stored, result.volumes, check_dtype=False)
     assert set(result.volume_summary["split"]) == {"train", "val", "test"}
+
+
+def test_overview_puts_the_per_patient_dice_beside_the_per_slice_mean(lgg_scores):
+    out, result = lgg_scores
+    overview = result.overview.set_index("split")
+    for split, part in result.cases.groupby("split"):
+        volumes = result.volumes[result.volumes["split"] == split]
+        row = overview.loc[split]
+        assert row["patient_dice"] == pytest.approx(volumes["dice"].mean())
+        assert row["patient_median"] == pytest.approx(volumes["dice"].median())
+        assert row["case_dice"] == pytest.approx(part["dice"].mean())
+        assert row["empty_share"] == pytest.approx((part["volume_true"] == 0).mean())
+        assert (row["patients"], row["cases"]) == (len(volumes), len(part))
+    stored = pd.read_json(out / "overview.json").set_index("split")
+    pd.testing.assert_frame_equal(stored, overview, check_dtype=False)
+
+
+def test_evaluate_post_processes_each_patient_in_3d(lgg_eval, tmp_path):
+    """The largest component is taken over the stacked slices, and every slice is scored from that stack."""
+    from scipy import ndimage
+
+    from raysegment.evaluate import VolumeScorer
+    from raysegment.metrics import case_metrics
+
+    manifest = read_manifest(lgg_eval["manifest"])
+    raw = VolumeScorer(lgg_eval["full"], {"largest_component": False})
+    kept = VolumeScorer(lgg_eval["full"], {"largest_component": True})
+    # A patient whose raw prediction has several 3D components, so the rule has something to remove.
+    for _, volume in manifest.groupby("volume_id"):
+        rows = volume.to_dict(orient="records")
+        ordered, plain = raw.predict_volume(rows)
+        labels, count = ndimage.label(plain.prediction[0])  # independent: scipy on the stacked raw prediction
+        if count > 1:
+            break
+    assert count > 1, "no patient with several predicted components: the fixture model changed"
+    _, cleaned = kept.predict_volume(rows)
+    expected = labels == np.bincount(labels.ravel())[1:].argmax() + 1
+    assert expected.sum() < plain.prediction[0].sum()
+    np.testing.assert_array_equal(cleaned.prediction[0], expected)
+    scores = pd.DataFrame(kept.score_volume(rows))
+    per_slice = scores[scores["level"] == "case"].set_index("case_id")
+    for k, row in enumerate(ordered):
+        reference = case_metrics(expected[None, ..., k], plain.truth[..., k], (1.0, 1.0), ["tumor"])[0]["dice"]
+        assert per_slice.loc[row["case_id"], "dice"] == pytest.approx(reference)

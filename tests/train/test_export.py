@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -67,6 +68,8 @@ def test_evaluate_command_takes_an_epoch_checkpoint(trained_job, lgg_manifest, t
                                       "--split", "val", "--out", str(out), "--max-cases", "4"])
     assert result.exit_code == 0, result.output
     assert (out / "case_metrics.parquet").exists() and "patient_dice" in result.output
+    # No terminal under CliRunner: a plain closing progress line counts the cases scored.
+    assert re.search(r"^evaluate  cases 4/4  .*finished$", result.output, re.MULTILINE), result.output
 
 
 def test_export_and_infer_commands_take_run_folders_and_epochs(trained_job, lgg_manifest, tmp_path):

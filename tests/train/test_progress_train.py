@@ -149,6 +149,9 @@ def test_train_and_evaluate_commands_print_progress_quietly(ray_session, lgg_man
     result = CliRunner().invoke(app, ["evaluate", "--model", run, "--manifest", lgg_manifest, "--out", str(tmp_path / "ev"),
                                       "--split", "val", "--max-cases", "4"])
     assert result.exit_code == 0, (result.output, str(result.exception))
-    assert re.fullmatch(r"evaluate  cases (\d+)/\1  \S+ cases/s  elapsed \S+  finished", result.output.splitlines()[0]), result.output
+    lines = result.output.splitlines()
+    # A line per scored case (every update, here), then the final one, before the tables.
+    assert re.fullmatch(r"evaluate  cases 1/4  \S+ cases/s  elapsed \S+  ETA \S+", lines[0]), result.output
+    assert re.fullmatch(r"evaluate  cases 4/4  \S+ cases/s  elapsed \S+  finished", lines[4]), result.output
     assert not [line for line in result.output.splitlines() if " INFO " in line], result.output
     assert "constructor arguments in the object store" not in capfd.readouterr().err
