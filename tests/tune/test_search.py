@@ -215,7 +215,7 @@ def test_asha_stops_weak_trials_at_rungs_but_never_at_the_last_epoch():
 
     def decisions(trial: Trial, curve: list[float]) -> list[str]:
         scheduler.on_trial_add(None, trial)
-        return [scheduler.on_trial_result(None, trial, {"training_iteration": epoch, "val_dice": value})
+        return [scheduler.on_trial_result(None, trial, {"training_iteration": epoch, config.metric: value})
                 for epoch, value in enumerate(curve, start=1)]
 
     # Rungs at epochs 1 and 3 (1 * 3**k below the last epoch): the first trial passes them all.
