@@ -80,11 +80,6 @@ def read_history(directory: str) -> list[dict]:
         return json.load(f)
 
 
-def read_weights(directory: str) -> dict[str, torch.Tensor]:
-    """The model state dict of a checkpoint directory (no optimizer state is kept in memory)."""
-    return torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)["model"]
-
-
 def load_state(directory: str, model, optimizer, schedule, scaler) -> Progress:
     """Restore everything :func:`save_state` wrote; ``model`` may be DDP-wrapped."""
     state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
