@@ -6,7 +6,11 @@ as training did. It names:
 * ``channels``: which channels to feed, by name and in order (``["flair", "t1ce"]``), or all;
 * ``labels``: region name -> raw label values (or ``"nonzero"``); BraTS uses overlapping regions
   ``{"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}``, so masks are multi-label ``(K, H, W)``;
-* ``steps``: a pipeline of registered transforms (``TRANSFORMS``), each ``{"name": ..., **params}``;
+* ``steps``: a pipeline of registered transforms (``TRANSFORMS``), each ``{"name": ..., **params}``.
+  An intensity step may say ``scope: volume``: its statistics then come from the whole patient
+  volume (a NIfTI volume, or every slice of a slice dataset's patient), as Buda et al. and nnU-Net
+  normalise MRI, rather than from each slice, whose statistics swing with how much brain and
+  tumour it shows. Volume steps come first; :func:`normalise_slices` runs them;
 * ``orientation``: optional axis codes (``"RAS"``) volumes are reoriented to before slicing;
 * ``slice_selection``: which slices of a volume to use for training.
 
@@ -42,11 +46,29 @@ class PreprocessConfig(BaseModel):
     @field_validator("steps")
     @classmethod
     def _known_steps(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        slice_seen = False
         for step in steps:
             if "name" not in step:
                 raise ValueError(f"preprocessing step without a name: {step}")
             TRANSFORMS.get(step["name"])  # KeyError lists the valid names
+            scope = step.get("scope", "slice")
+            if scope not in ("slice", "volume"):
+                raise ValueError(f"step {step['name']!r}: scope must be 'slice' or 'volume', not {scope!r}")
+            if scope == "volume" and step["name"] not in VOLUME_STEPS:
+                raise ValueError(f"step {step['name']!r} cannot take scope 'volume' (only {sorted(VOLUME_STEPS)} can)")
+            if scope == "volume" and slice_seen:
+                raise ValueError(f"step {step['name']!r}: volume-scope steps must come before the per-slice ones")
+            slice_seen = slice_seen or scope == "slice"
         return steps
+
+    @property
+    def volume_steps(self) -> list[dict[str, Any]]:
+        """The leading steps whose statistics come from the whole volume."""
+        return [s for s in self.steps if s.get("scope") == "volume"]
+
+    @property
+    def slice_steps(self) -> list[dict[str, Any]]:
+        return [s for s in self.steps if s.get("scope", "slice") == "slice"]
 
     @property
     def num_classes(self) -> int:
@@ -59,6 +81,12 @@ class PreprocessConfig(BaseModel):
 
 Transform = Callable[..., tuple[np.ndarray, "np.ndarray | None"]]
 TRANSFORMS: Registry[Transform] = Registry("preprocessing step")
+#: Intensity steps that work on ``(C, *spatial)`` of any rank, so they can see a whole volume.
+VOLUME_STEPS = {"scale", "percentile_clip", "zscore"}
+
+
+def _spatial_axes(image: np.ndarray) -> tuple[int, ...]:
+    return tuple(range(1, image.ndim))
 
 
 def _size(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
@@ -115,8 +143,8 @@ def scale(image, mask, record, mode="minmax"):
     image = image.astype(np.float32)
     if mode == "dtype":
         return image / 255.0 if image.max() <= 255 else image / 65535.0, mask
-    low = image.min(axis=(-2, -1), keepdims=True)
-    high = image.max(axis=(-2, -1), keepdims=True)
+    low = image.min(axis=_spatial_axes(image), keepdims=True)
+    high = image.max(axis=_spatial_axes(image), keepdims=True)
     return (image - low) / np.maximum(high - low, 1e-8), mask
 
 
@@ -124,8 +152,8 @@ def scale(image, mask, record, mode="minmax"):
 def percentile_clip(image, mask, record, low=0.5, high=99.5, rescale=True):
     """Clip each channel to its ``[low, high]`` percentiles (e.g. 5-95), then optionally to [0, 1]."""
     image = image.astype(np.float32)
-    lo = np.percentile(image, low, axis=(-2, -1), keepdims=True)
-    hi = np.percentile(image, high, axis=(-2, -1), keepdims=True)
+    lo = np.percentile(image, low, axis=_spatial_axes(image), keepdims=True)
+    hi = np.percentile(image, high, axis=_spatial_axes(image), keepdims=True)
     image = np.clip(image, lo, hi)
     return ((image - lo) / np.maximum(hi - lo, 1e-8) if rescale else image), mask
 
@@ -152,9 +180,36 @@ def map_labels(labels: np.ndarray, rules: dict[str, LabelRule]) -> np.ndarray:
     return out
 
 
-def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessConfig):
+def _run_step(step: dict[str, Any], image, mask, record):
+    params = {k: v for k, v in step.items() if k not in ("name", "scope")}
+    return TRANSFORMS.get(step["name"])(image, mask, record, **params)
+
+
+def normalise_slices(slices: list[np.ndarray], config: PreprocessConfig) -> list[np.ndarray]:
+    """Run the volume-scope steps over the slices of one volume together.
+
+    The steps are per-channel and voxel-wise once their statistics are known, so the slices are
+    laid side by side as ``(C, voxels)`` (their shapes may differ) and cut apart again.
+
+    Shape:
+        each slice ``(C, H, W)`` any dtype -> the same shape, float32. Unchanged without volume steps.
+    """
+    if not config.volume_steps or not slices:
+        return slices
+    sizes = [s[0].size for s in slices]
+    values = np.concatenate([s.reshape(s.shape[0], -1).astype(np.float32) for s in slices], axis=1)
+    for step in config.volume_steps:
+        values, _ = _run_step(step, values, None, [])
+    parts = np.split(values, np.cumsum(sizes)[:-1], axis=1)
+    return [p.reshape(s.shape).astype(np.float32) for p, s in zip(parts, slices)]
+
+
+def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessConfig, volume_normalised: bool = False):
     """Run the configured steps on one 2D example.
 
+    Args:
+        volume_normalised: the volume-scope steps already ran over the slice's volume
+            (:func:`normalise_slices`); otherwise they run on this slice alone, its own volume.
     Shape:
         image ``(C, H, W)`` any dtype -> ``(C, h, w)`` float32; mask ``(K, H, W)`` -> ``(K, h, w)``.
     Returns:
@@ -162,9 +217,8 @@ def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessCo
     """
     record: list[dict] = []
     image = image.astype(np.float32)
-    for step in config.steps:
-        params = {k: v for k, v in step.items() if k != "name"}
-        image, mask = TRANSFORMS.get(step["name"])(image, mask, record, **params)
+    for step in config.slice_steps if volume_normalised else config.steps:
+        image, mask = _run_step(step, image, mask, record)
     return image.astype(np.float32), (None if mask is None else mask.astype(np.float32)), record
 
 
@@ -259,14 +313,36 @@ def iter_examples(row: dict, config: PreprocessConfig, with_mask: bool = True, s
         else:
             fg = set(np.flatnonzero(mask.any(axis=(0, 1, 2)))) if mask is not None else set()
             indices = select_slices(image.shape[-1], fg, mask is not None, config.slice_selection, np.random.default_rng(seed))
+        # Volume statistics come from every slice of the file, whichever slices are used.
+        image = normalise_slices([image], config)[0]
         for k in indices:
-            yield _example(row, k, image[..., k], None if mask is None else mask[..., k], config, orientation)
+            yield _example(row, k, image[..., k], None if mask is None else mask[..., k], config, orientation, True)
     else:
         yield _example(row, row.get("slice_index"), image, mask, config, None)
 
 
-def _example(row, index, image, mask, config, orientation) -> dict:
-    image, mask, record = apply_steps(image, mask, config)
+def iter_volume_examples(rows: list[dict], config: PreprocessConfig, with_mask: bool = True,
+                         keep: set[str] | None = None) -> Iterator[dict]:
+    """The examples of the slice rows of one patient volume, its volume-scope steps run over all of them.
+
+    Args:
+        rows: every slice row of the volume (the statistics need them all).
+        keep: the ``case_id`` of the slices to yield (a training slice selection); default all.
+    Yields:
+        what :func:`iter_examples` yields, in the order of ``rows``.
+    """
+    if not config.volume_steps and keep is not None:
+        rows = [row for row in rows if row["case_id"] in keep]  # nothing needs the others
+    raw = config.model_copy(update={"steps": []})
+    examples = [ex for row in rows for ex in iter_examples(row, raw, with_mask=with_mask)]
+    images = normalise_slices([ex["image"] for ex in examples], config)
+    for row, ex, image in zip(rows, examples, images):
+        if keep is None or row["case_id"] in keep:
+            yield _example(row, row.get("slice_index"), image, ex.get("mask"), config, None, True)
+
+
+def _example(row, index, image, mask, config, orientation, volume_normalised=False) -> dict:
+    image, mask, record = apply_steps(image, mask, config, volume_normalised)
     out = {
         "case_id": row["case_id"],
         "slice_index": -1 if index is None or _isna(index) else int(index),

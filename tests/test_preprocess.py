@@ -5,6 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+import tifffile
 from pydantic import ValidationError
 
 from raysegment.preprocess import (
@@ -12,7 +13,9 @@ from raysegment.preprocess import (
     apply_steps,
     invert_geometry,
     iter_examples,
+    iter_volume_examples,
     map_labels,
+    normalise_slices,
     reorient,
     restore_orientation,
 )
@@ -104,3 +107,92 @@ def test_iter_examples_on_a_volume_row(tmp_path):
     assert examples[0]["image"].shape == (1, 16, 16) and examples[0]["mask"].shape == (2, 16, 16)
     assert examples[0]["mask"][0].sum() > examples[1]["mask"][0].sum()  # the edema is on slice 2 only
     assert examples[0]["geometry"]["orientation"] is not None
+
+
+def _zscore_inside(values: np.ndarray) -> np.ndarray:
+    """Reference z-score of one channel's ``values`` over its nonzero entries (zero stays zero)."""
+    inside = values[values != 0]
+    return np.where(values != 0, (values - inside.mean()) / inside.std(), 0.0)
+
+
+def _patient(rng, slices=4, size=16, channels=2) -> list[np.ndarray]:
+    """Slices of one patient: a brain square whose brightness and area differ slice by slice (whole numbers, as in a TIFF)."""
+    out = []
+    for k in range(slices):
+        image = np.zeros((channels, size, size), np.float32)
+        half = 3 + k
+        image[:, 8 - half:8 + half, 8 - half:8 + half] = np.rint(rng.normal(40 + 20 * k, 5 + k, (channels, 2 * half, 2 * half)))
+        out.append(image)
+    return out
+
+
+def test_volume_scope_zscore_takes_its_statistics_from_every_slice():
+    slices = _patient(np.random.default_rng(3))
+    config = PreprocessConfig(steps=[{"name": "zscore", "region": "nonzero", "scope": "volume"}, {"name": "resize", "size": 8}])
+    normalised = normalise_slices(slices, config)
+    stacked = np.stack(slices, axis=-1)
+    for c in range(2):
+        np.testing.assert_allclose(np.stack(normalised, axis=-1)[c], _zscore_inside(stacked[c]), atol=1e-5)
+    # A bright slice stays brighter than a dark one, where a per-slice z-score makes them alike.
+    assert normalised[3][0][slices[3][0] != 0].mean() > 0.5 > -0.5 > normalised[0][0][slices[0][0] != 0].mean()
+    image, _, record = apply_steps(normalised[0], None, config, volume_normalised=True)
+    assert image.shape == (2, 8, 8) and record[0]["op"] == "resize"
+    # A lone slice is its own volume.
+    alone, _, _ = apply_steps(slices[0], None, config)
+    np.testing.assert_allclose(alone[0], apply_steps(_zscore_inside(slices[0][0])[None], None, config.model_copy(
+        update={"steps": [{"name": "resize", "size": 8}]}))[0][0], atol=1e-5)
+
+
+def test_volume_scope_percentile_clip_then_zscore_in_order():
+    slices = _patient(np.random.default_rng(4), slices=3)
+    config = PreprocessConfig(steps=[{"name": "percentile_clip", "low": 1, "high": 99, "rescale": False, "scope": "volume"},
+                                     {"name": "zscore", "scope": "volume"}])
+    values = np.stack(slices, axis=-1)
+    lo = np.percentile(values, 1, axis=(1, 2, 3), keepdims=True)
+    hi = np.percentile(values, 99, axis=(1, 2, 3), keepdims=True)
+    clipped = np.clip(values, lo, hi)
+    expected = np.stack([_zscore_inside(clipped[c]) for c in range(2)])
+    np.testing.assert_allclose(np.stack(normalise_slices(slices, config), axis=-1), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([{"name": "resize", "size": 8, "scope": "volume"}], "cannot take scope 'volume'"),
+    ([{"name": "scale"}, {"name": "zscore", "scope": "volume"}], "must come before"),
+    ([{"name": "zscore", "scope": "patient"}], "scope must be"),
+])
+def test_volume_scope_is_for_leading_intensity_steps_only(steps, message):
+    with pytest.raises(ValidationError, match=message):
+        PreprocessConfig(steps=steps)
+
+
+def test_a_volume_row_is_normalised_over_all_its_slices_whichever_are_used(tmp_path):
+    rng = np.random.default_rng(5)
+    image = np.zeros((12, 12, 5), np.int16)
+    image[2:10, 2:10] = rng.integers(20, 200, (8, 8, 5))
+    seg = np.zeros(image.shape, np.uint8)
+    seg[4:6, 4:6, 1] = 1
+    for name, data in {"t1": image, "seg": seg}.items():
+        nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / f"{name}.nii.gz")
+    row = {"case_id": "c1", "level": "volume", "image_uris": [str(tmp_path / "t1.nii.gz")], "channels": ["t1"],
+           "mask_uri": str(tmp_path / "seg.nii.gz"), "slice_index": None}
+    config = PreprocessConfig(slice_selection="foreground", steps=[{"name": "zscore", "scope": "volume"}])
+    (example,) = iter_examples(row, config)
+    assert example["slice_index"] == 1
+    np.testing.assert_allclose(example["image"][0], _zscore_inside(image.astype(np.float64))[..., 1], atol=1e-5)
+
+
+def test_volume_examples_of_slice_rows_count_every_slice_and_yield_the_kept(tmp_path):
+    slices = _patient(np.random.default_rng(6), slices=4, channels=3)
+    rows = []
+    for k, image in enumerate(slices):
+        tifffile.imwrite(tmp_path / f"p_{k}.tif", np.moveaxis(image, 0, -1).astype(np.uint8), photometric="rgb")
+        tifffile.imwrite(tmp_path / f"p_{k}_mask.tif", (image[0] > 45).astype(np.uint8) * 255)
+        rows.append({"case_id": f"p_{k}", "level": "slice", "volume_id": "p", "slice_index": k, "channels": ["a", "b", "c"],
+                     "image_uris": [str(tmp_path / f"p_{k}.tif")], "mask_uri": str(tmp_path / f"p_{k}_mask.tif")})
+    config = PreprocessConfig(steps=[{"name": "zscore", "scope": "volume"}])
+    examples = list(iter_volume_examples(rows, config, keep={"p_1", "p_3"}))
+    assert [e["case_id"] for e in examples] == ["p_1", "p_3"] and examples[0]["mask"].shape == (1, 16, 16)
+    stacked = np.stack(slices, axis=-1)
+    for example, k in zip(examples, (1, 3)):
+        for c in range(3):
+            np.testing.assert_allclose(example["image"][c], _zscore_inside(stacked[c])[..., k], atol=1e-5)

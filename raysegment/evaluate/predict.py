@@ -23,6 +23,7 @@ from raysegment.preprocess import (
     apply_steps,
     invert_geometry,
     iter_examples,
+    normalise_slices,
     restore_orientation,
 )
 
@@ -61,18 +62,28 @@ class CaseScorer:
         self.class_names = list(meta.get("class_names") or self.preprocess.class_names)
         self.batch_size = batch_size
 
-    def predict(self, row: dict, postprocess: bool = True) -> CasePrediction:
+    def read(self, row: dict) -> list[dict]:
+        """The raw slices of ``row`` (``iter_examples`` without steps), every one of them."""
+        raw = self.preprocess.model_copy(update={"steps": [], "slice_selection": "all"})
+        return list(iter_examples(row, raw, with_mask=True))
+
+    def predict(self, row: dict, postprocess: bool = True, examples: list[dict] | None = None,
+                normalised: list[np.ndarray] | None = None) -> CasePrediction:
         """Run the model on every slice of ``row`` and map the prediction back to the scan's grid.
 
         Args:
             postprocess: apply the whole post-processing to this case; False only thresholds (a
                 slice that :class:`VolumeScorer` post-processes with the rest of its volume).
+            examples, normalised: the case's raw slices (:meth:`read`) and the same after the
+                volume-scope steps over their whole volume; default read here, the case its own volume.
         """
         from raysegment.readers import read_mask
 
-        raw = self.preprocess.model_copy(update={"steps": [], "slice_selection": "all"})
-        examples = list(iter_examples(row, raw, with_mask=True))
-        prepared = [apply_steps(ex["image"], None, self.preprocess) for ex in examples]
+        if examples is None:
+            examples = self.read(row)
+        if normalised is None:
+            normalised = normalise_slices([ex["image"] for ex in examples], self.preprocess)
+        prepared = [apply_steps(image, None, self.preprocess, volume_normalised=True) for image in normalised]
         probabilities = []
         with torch.inference_mode():
             for start in range(0, len(prepared), self.batch_size):
@@ -117,7 +128,11 @@ class VolumeScorer(CaseScorer):
     def predict_volume(self, rows: list[dict]) -> tuple[list[dict], CasePrediction]:
         """The volume's rows in slice order and its stacked, post-processed prediction ``(K, H, W, S)``."""
         rows = sorted(rows, key=lambda r: r["slice_index"])
-        cases = [self.predict(row, postprocess=False) for row in rows]
+        examples = [self.read(row) for row in rows]
+        # The volume-scope steps see the patient's slices together, as training saw them.
+        normalised = iter(normalise_slices([ex["image"] for case in examples for ex in case], self.preprocess))
+        cases = [self.predict(row, postprocess=False, examples=case, normalised=[next(normalised) for _ in case])
+                 for row, case in zip(rows, examples)]
         def stack(arrays):
             return np.stack(arrays, axis=-1)
 

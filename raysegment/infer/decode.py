@@ -15,7 +15,7 @@ import numpy as np
 from raysegment.errors import RaySegmentError, ScanReadError
 from raysegment.infer.layout import case_key, completed_record
 from raysegment.infer.plan import Plan
-from raysegment.preprocess import apply_steps, reorient, stack_channels
+from raysegment.preprocess import apply_steps, normalise_slices, reorient, stack_channels
 
 #: The ``image`` of a row that carries no pixels (skipped or failed): 4D like every other row.
 NO_PIXELS = np.zeros((0, 1, 1, 1), np.float32)
@@ -59,26 +59,60 @@ def decode_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
         records = [_completed(str(c["case_id"]), plan) for c in cases]
         if all(r is not None for r in records):
             return [unit_row(unit, "skipped", [case_entry(str(c["case_id"]), "skipped", record=r) for c, r in zip(cases, records)])]
-    decoded = [decode_case(c, plan) for c in cases]
+    decoded = _normalise_unit([read_case(c, plan) for c in cases], plan)
     shapes = {image.shape[1:] for _, image in decoded if image is not None}
     parts = [decoded] if len(shapes) <= 1 else [[d] for d in decoded]
     return [_unit_row(unit, part) for part in parts]
 
 
-def decode_case(row: dict[str, Any], plan: Plan) -> tuple[dict[str, Any], np.ndarray | None]:
-    """One case's :func:`case_entry` and its ``(S, C, h, w)`` float32 slices (None when it failed).
+def read_case(row: dict[str, Any], plan: Plan) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+    """One case's :func:`case_entry` and its raw ``(C, H, W)`` slices, before any step (None when it failed).
 
     A failed entry names the stage and gives a one-line error naming the file.
     """
     case_id = str(row["case_id"])
     uris = [str(u) for u in row["image_uris"]]
     try:
-        image, meta = _prepare(row, uris, plan)
+        slices, meta = _read(row, uris, plan)
     except RaySegmentError as exc:
         return case_entry(case_id, "failed", "read", str(exc)), None
     except Exception as exc:  # noqa: BLE001 - a bug or a library surprise must not end the run: record it against the file
-        return case_entry(case_id, "failed", "preprocess", f"{uris[0] if uris else case_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"), None
-    return case_entry(case_id, "ok", slices=len(image), meta=meta), image
+        return case_entry(case_id, "failed", "preprocess", _one_line(uris, case_id, exc)), None
+    return case_entry(case_id, "ok", slices=len(slices), meta=meta), slices
+
+
+def _normalise_unit(read: list[tuple[dict[str, Any], list[np.ndarray] | None]], plan: Plan):
+    """Run the volume-scope steps over all the unit's slices, then each slice's own steps.
+
+    Returns:
+        one (entry, ``(S, C, h, w)`` float32 or None) per case.
+    """
+    config = plan.preprocess_config
+    ok = [(entry, slices) for entry, slices in read if slices is not None]
+    try:
+        normalised = iter(normalise_slices([s for _, slices in ok for s in slices], config))
+    except Exception as exc:  # noqa: BLE001 - recorded against every case of the unit
+        failed = {id(entry): case_entry(entry["case_id"], "failed", "preprocess", _one_line(entry["meta"]["source_uris"], entry["case_id"], exc))
+                  for entry, _ in ok}
+        return [(failed.get(id(entry), entry), None) for entry, _ in read]
+    out = []
+    for entry, slices in read:
+        if slices is None:
+            out.append((entry, None))
+            continue
+        mine = [next(normalised) for _ in slices]
+        try:
+            prepared = [apply_steps(s, None, config, volume_normalised=True) for s in mine]
+        except Exception as exc:  # noqa: BLE001 - a bug or a library surprise must not end the run: record it against the file
+            out.append((case_entry(entry["case_id"], "failed", "preprocess", _one_line(entry["meta"]["source_uris"], entry["case_id"], exc)), None))
+            continue
+        entry["meta"]["steps"] = prepared[0][2]  # every slice of a case has the same shape, hence the same record
+        out.append((entry, np.stack([p[0] for p in prepared])))
+    return out
+
+
+def _one_line(uris: list[str], case_id: str, exc: Exception) -> str:
+    return f"{uris[0] if uris else case_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def _unit_row(unit: str, decoded: list[tuple[dict[str, Any], np.ndarray | None]]) -> dict[str, Any]:
@@ -95,7 +129,7 @@ def _completed(case_id: str, plan: Plan) -> dict[str, Any] | None:
         return None  # unreachable storage: decoding the case will say so against its file
 
 
-def _prepare(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[np.ndarray, dict[str, Any]]:
+def _read(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[list[np.ndarray], dict[str, Any]]:
     from raysegment.readers import read_scan
 
     config = plan.preprocess_config
@@ -117,9 +151,8 @@ def _prepare(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[np.ndarr
         slices = [image[..., k] for k in range(image.shape[-1])]
     else:
         slices = [image]
-    prepared = [apply_steps(s, None, config) for s in slices]
     meta = {
-        "steps": prepared[0][2],  # every slice of a case has the same shape, hence the same record
+        "steps": [],
         "orientation": orientation,
         "affine": reference.affine.tolist(),
         "spacing": list(reference.spacing),
@@ -129,7 +162,7 @@ def _prepare(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[np.ndarr
         "mask_uri": _optional(row.get("mask_uri")),
         "slice_index": cut,
     }
-    return np.stack([p[0] for p in prepared]), meta
+    return slices, meta
 
 
 def _slice_index(row: dict[str, Any]) -> int | None:

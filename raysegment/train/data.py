@@ -3,12 +3,13 @@
 The driver only reads the manifest (metadata); every scan is read and preprocessed inside a
 ``flat_map`` task by :func:`raysegment.preprocess.iter_examples`, so no image passes through the
 driver. Volume rows stay whole (one task reads a volume once and yields its selected slices);
-2D slice rows are filtered with :func:`raysegment.manifest.slice_view`.
+2D slice rows are filtered with :func:`raysegment.manifest.slice_view` and read by patient volume,
+so volume-scope preprocessing sees every slice of the patient, selected for training or not.
 """
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,15 +17,21 @@ import pandas as pd
 
 from raysegment.errors import ConfigError
 from raysegment.manifest import read_manifest, slice_view
-from raysegment.preprocess import PreprocessConfig, iter_examples
+from raysegment.preprocess import PreprocessConfig, iter_examples, iter_volume_examples
 
 
 @dataclass
 class SplitRows:
-    """The manifest rows of one split, ready to become a dataset."""
+    """The manifest rows of one split, ready to become a dataset.
+
+    Attributes:
+        rows: the rows to train or validate on.
+        volumes: every labeled row of the split's volumes, the slices the selection left out too.
+    """
 
     name: str
     rows: pd.DataFrame
+    volumes: pd.DataFrame | None = None
 
     @property
     def cases(self) -> int:
@@ -34,13 +41,17 @@ class SplitRows:
 def select_rows(df: pd.DataFrame, split: str, preprocess: PreprocessConfig, seed: int = 0,
                 max_cases: int | None = None) -> pd.DataFrame:
     """Labeled rows of ``split`` after the slice selection (slice rows) and the ``max_cases`` cap."""
-    part = df[(df["split"] == split) & df["mask_uri"].notna()]
-    if max_cases is not None:
-        part = part.iloc[:max_cases]
+    part = labeled_rows(df, split, max_cases)
     slices = part[part["level"] == "slice"]
     if len(slices) and preprocess.slice_selection != "all":
         slices = slice_view(slices, preprocess.slice_selection, seed)
     return pd.concat([slices, part[part["level"] == "volume"]], ignore_index=True)
+
+
+def labeled_rows(df: pd.DataFrame, split: str, max_cases: int | None = None) -> pd.DataFrame:
+    """Rows of ``split`` that have a mask, the first ``max_cases`` of them."""
+    part = df[(df["split"] == split) & df["mask_uri"].notna()]
+    return part if max_cases is None else part.iloc[:max_cases]
 
 
 def validation_rows(df: pd.DataFrame, split: str, max_cases: int | None = None) -> pd.DataFrame:
@@ -66,32 +77,45 @@ def input_channels(df: pd.DataFrame, preprocess: PreprocessConfig, uri: str = "m
     return list(names.pop())
 
 
-def _examples(row: dict, preprocess: dict, seed: int) -> list[dict]:
-    """``flat_map`` task: one manifest row -> its examples (image, mask, and the volume and slice they belong to)."""
+def _examples(item: dict, preprocess: dict, seed: int) -> list[dict]:
+    """``flat_map`` task: one volume's rows -> its examples (image, mask, and the volume and slice they belong to)."""
     config = PreprocessConfig.model_validate(preprocess)
-    return [{"image": ex["image"], "mask": ex["mask"], "volume": row["_volume"], "slice": ex["slice_index"]}
-            for ex in iter_examples(row, config, with_mask=True, seed=seed)]
+    rows, keep = json.loads(item["rows"]), set(json.loads(item["keep"]))
+    if len(rows) == 1 and rows[0].get("level") != "slice":
+        examples = iter_examples(rows[0], config, with_mask=True, seed=seed)
+    else:
+        examples = iter_volume_examples(rows, config, with_mask=True, keep=keep)
+    return [{"image": ex["image"], "mask": ex["mask"], "volume": item["volume"], "slice": ex["slice_index"]} for ex in examples]
 
 
 def build_dataset(rows: pd.DataFrame, preprocess: PreprocessConfig, seed: int = 0, cache: bool = True,
-                  parallelism: int | None = None):
-    """A Ray Dataset of training examples ``{image (C,h,w), mask (K,h,w)}``.
+                  parallelism: int | None = None, volumes: pd.DataFrame | None = None):
+    """A Ray Dataset of training examples ``{image (C,h,w), mask (K,h,w)}``, one read task per block of volumes.
 
     Args:
-        rows: manifest rows (one task per block of rows).
+        rows: manifest rows to yield examples of.
+        volumes: every row of those rows' volumes (:attr:`SplitRows.volumes`), read for
+            volume-scope preprocessing only; default ``rows``.
         cache: materialize the preprocessed examples in the object store, so later epochs do not
             read and preprocess the scans again.
-        parallelism: blocks of rows (read tasks); default one per 4 rows, at most 64.
+        parallelism: blocks of volumes (read tasks); default one per volume, at most 64.
     """
     import ray.data
 
     records = [plain_row(r) for r in rows.to_dict(orient="records")]
-    # Validation scores each patient volume: examples carry the index of theirs (tensors take no strings).
-    volumes = {key: i for i, key in enumerate(dict.fromkeys(volume_key(r) for r in records))}
+    keys = list(dict.fromkeys(volume_key(r) for r in records))
+    context = records if volumes is None else [plain_row(r) for r in volumes.to_dict(orient="records")]
+    members: dict[str, list[dict]] = {key: [] for key in keys}
+    for record in context:
+        members.get(volume_key(record), []).append(record)
+    kept: dict[str, list[str]] = {key: [] for key in keys}
     for record in records:
-        record["_volume"] = volumes[volume_key(record)]
-    blocks = parallelism or max(1, min(math.ceil(len(records) / 4), 64))
-    ds = ray.data.from_items(records, override_num_blocks=blocks)
+        kept[volume_key(record)].append(record["case_id"])
+    # Validation scores each patient volume: examples carry the index of theirs (tensors take no strings).
+    items = [{"volume": i, "rows": json.dumps(members[key], default=str),
+              "keep": json.dumps(kept[key])} for i, key in enumerate(keys)]
+    blocks = parallelism or max(1, min(len(items), 64))
+    ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.flat_map(_examples, fn_kwargs={"preprocess": preprocess.model_dump(mode="json"), "seed": seed})
     return ds.materialize() if cache else ds
 
@@ -126,5 +150,5 @@ def load_splits(manifest: str, preprocess: PreprocessConfig, splits: list[str], 
         rows = validation_rows(df, split, max_cases) if split in validation else select_rows(df, split, preprocess, seed, max_cases)
         if not len(rows):
             raise ConfigError(f"{manifest}: no labeled cases in split {split!r}")
-        out[split] = SplitRows(split, rows)
+        out[split] = SplitRows(split, rows, labeled_rows(df, split, max_cases) if split not in validation else rows)
     return df, out

@@ -91,7 +91,8 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     write_template(run_uri, spec.to_dict(), preprocess=preprocess.model_dump(mode="json"),
                    postprocess=config.postprocess.model_dump(mode="json"), class_names=preprocess.class_names, channels=channels)
     datasets = {
-        "train": build_dataset(splits[config.data.train_split].rows, preprocess, config.optim.seed, config.data.cache),
+        "train": build_dataset(splits[config.data.train_split].rows, preprocess, config.optim.seed, config.data.cache,
+                               volumes=splits[config.data.train_split].volumes),
         # Every slice of every validation patient, whatever training samples: patients are scored whole.
         "val": build_dataset(splits[config.data.val_split].rows, preprocess.model_copy(update={"slice_selection": "all"}),
                              config.optim.seed, config.data.cache),

@@ -72,3 +72,39 @@ def test_evaluate_post_processes_each_patient_in_3d(lgg_eval, tmp_path):
     for k, row in enumerate(ordered):
         reference = case_metrics(expected[None, ..., k], plain.truth[..., k], (1.0, 1.0), ["tumor"])[0]["dice"]
         assert per_slice.loc[row["case_id"], "dice"] == pytest.approx(reference)
+
+
+def test_volume_steps_see_the_patients_slices_together(lgg_eval, tmp_path):
+    """A checkpoint that z-scores per patient is evaluated on each patient's stack, as training saw it."""
+    import json
+    import shutil
+
+    import tifffile
+    import torch
+
+    from raysegment.evaluate import VolumeScorer
+    from raysegment.models.checkpoint import load_model
+
+    uri = tmp_path / "model"
+    shutil.copytree(lgg_eval["full"], uri)
+    meta = json.loads((uri / "model.json").read_text())
+    meta["preprocess"]["steps"] = [{"name": "zscore", "region": "nonzero", "scope": "volume"}]
+    (uri / "model.json").write_text(json.dumps(meta))
+    scorer = VolumeScorer(str(uri), {"largest_component": False})
+    model, _ = load_model(str(uri))
+
+    manifest = read_manifest(lgg_eval["manifest"])
+    volume_id, part = next(iter(manifest.groupby("volume_id")))
+    rows, volume = scorer.predict_volume(part.to_dict(orient="records"))
+    # By hand: the patient's TIFFs, each channel z-scored over all its slices' nonzero voxels, the model, a 0.5 threshold.
+    stacked = np.stack([np.moveaxis(tifffile.imread(r["image_uris"][0]), -1, 0) for r in rows], axis=-1).astype(np.float64)
+    normalised = np.zeros_like(stacked)
+    for c in range(stacked.shape[0]):
+        inside = stacked[c] != 0
+        values = stacked[c][inside]
+        normalised[c] = np.where(inside, (stacked[c] - values.mean()) / values.std(), 0.0)
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(np.moveaxis(normalised, -1, 0).astype(np.float32)))
+    expected = np.moveaxis(torch.sigmoid(logits).numpy() > 0.5, 0, -1)
+    assert volume.prediction.shape == expected.shape and volume.case_id == volume_id
+    assert (volume.prediction != expected).mean() < 1e-3  # float32 rounding may flip a voxel at 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -95,6 +96,26 @@ def test_an_unreadable_slice_fails_alone_and_the_others_are_cleaned_together(pat
     done = [c for c in results if c != broken]
     assert all(results[c]["status"] == "done" for c in done)
     assert [int(_mask(plan.out, c).sum()) for c in sorted(done)] == [400, 400, 0]
+
+
+def _zscore_inside(values: np.ndarray) -> np.ndarray:
+    inside = values[values != 0]
+    return np.where(values != 0, (values - inside.mean()) / inside.std(), 0.0)
+
+
+@pytest.mark.parametrize("lost", [None, 1])
+def test_volume_steps_see_the_readable_slices_of_the_patient_together(patient, tmp_path, lost):
+    plan, rows = patient
+    plan = dataclasses.replace(plan, preprocess={**plan.preprocess, "steps": [{"name": "zscore", "scope": "volume"}]})
+    rows = rows.sort_values("slice_index").reset_index(drop=True)
+    if lost is not None:
+        rows.at[lost, "image_uris"] = [str(tmp_path / "gone.tif")]
+    (row,) = decode_unit(group_units(rows).iloc[0].to_dict(), plan)
+    readable = [uris[0] for k, uris in enumerate(rows["image_uris"]) if k != lost]
+    stacked = np.stack([np.moveaxis(tifffile.imread(u), -1, 0) for u in readable], axis=-1).astype(np.float64)
+    expected = np.stack([_zscore_inside(stacked[c]) for c in range(3)])
+    assert row["image"].shape == (len(readable), 3, 64, 64)
+    np.testing.assert_allclose(np.moveaxis(row["image"], 0, -1), expected, atol=1e-4)
 
 
 @pytest.mark.slow
