@@ -4,6 +4,10 @@ A :class:`PostprocessConfig` is saved inside every checkpoint beside the preproc
 figures validation selects a model by, the figures ``evaluate`` reports and the masks ``infer``
 writes all come from the same rule.
 
+Labels are either regions, each its own sigmoid and threshold, or exclusive classes (a softmax
+over background and the classes), where a voxel takes the most probable class; see
+``PreprocessConfig.label_mode``. The threshold applies to regions only.
+
 The rule works on a whole case: a 2D slice, a 3D volume, or, for slice datasets (LGG: one TIFF per
 slice), the patient's slices stacked in order. Keeping only the largest 3D connected component
 per patient is Buda et al.'s post-processing for LGG: a FLAIR abnormality is one connected
@@ -35,9 +39,27 @@ class PostprocessConfig(BaseModel):
         """The threshold on logits: ``sigmoid(x) > t`` <=> ``x > log(t / (1 - t))``."""
         return math.log(self.threshold / (1.0 - self.threshold))
 
-    def apply(self, prob: np.ndarray) -> np.ndarray:
-        """``(K, *spatial)`` probabilities -> uint8 0/1 mask."""
-        return self.clean((np.asarray(prob) > self.threshold).astype(np.uint8))
+    def apply(self, prob: np.ndarray, exclusive: bool = False) -> np.ndarray:
+        """``(K, *spatial)`` label probabilities -> uint8 0/1 mask, post-processed."""
+        return self.clean(self.binarize(prob, exclusive))
+
+    def binarize(self, prob: np.ndarray, exclusive: bool = False) -> np.ndarray:
+        """``(K, *spatial)`` label probabilities -> uint8 0/1: each region above the threshold, or
+        (``exclusive``) the most probable class where it is more probable than background."""
+        prob = np.asarray(prob)
+        if not exclusive:
+            return (prob > self.threshold).astype(np.uint8)
+        winner = np.concatenate([1.0 - prob.sum(0, keepdims=True), prob]).argmax(0)
+        return np.stack([winner == k + 1 for k in range(prob.shape[0])]).astype(np.uint8)
+
+    def masks_from_logits(self, logits, exclusive: bool = False):
+        """Model logits ``(N, C, *spatial)`` -> bool masks ``(N, K, *spatial)``, as :meth:`binarize` decides."""
+        import torch
+
+        if not exclusive:
+            return logits > self.logit_threshold
+        classes = torch.arange(1, logits.shape[1], device=logits.device).reshape(1, -1, *[1] * (logits.ndim - 2))
+        return logits.argmax(1, keepdim=True) == classes
 
     def clean(self, mask: np.ndarray) -> np.ndarray:
         """The rule's mask operations on an already thresholded ``(K, *spatial)`` mask."""
@@ -47,6 +69,14 @@ class PostprocessConfig(BaseModel):
         for k in range(mask.shape[0]):
             mask[k] = largest_connected_component(mask[k])
         return mask
+
+
+def label_probabilities(logits, exclusive: bool = False):
+    """Model logits ``(N, C, *spatial)`` -> probabilities ``(N, K, *spatial)`` of each label: sigmoids
+    for regions; for exclusive classes the softmax without its background channel."""
+    import torch
+
+    return torch.softmax(logits, dim=1)[:, 1:] if exclusive else torch.sigmoid(logits)
 
 
 def largest_connected_component(mask: np.ndarray) -> np.ndarray:

@@ -6,6 +6,10 @@ as training did. It names:
 * ``channels``: which channels to feed, by name and in order (``["flair", "t1ce"]``), or all;
 * ``labels``: region name -> raw label values (or ``"nonzero"``); BraTS uses overlapping regions
   ``{"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}``, so masks are multi-label ``(K, H, W)``;
+* ``label_mode``: ``regions`` (one sigmoid per label; they may overlap) or ``exclusive`` (each
+  voxel is background or one class: a softmax over background and the labels, as hippocampus
+  anterior/posterior or cardiac LV/myocardium/RV). ``auto`` picks ``exclusive`` for two or more
+  labels whose values do not overlap, ``regions`` otherwise;
 * ``steps``: a pipeline of registered transforms (``TRANSFORMS``), each ``{"name": ..., **params}``.
   An intensity step may say ``scope: volume``: its statistics then come from the whole patient
   volume (a NIfTI volume, or every slice of a slice dataset's patient), as Buda et al. and nnU-Net
@@ -40,8 +44,35 @@ class PreprocessConfig(BaseModel):
     channels: list[str] | None = None
     labels: dict[str, LabelRule] = Field(default_factory=lambda: {"foreground": "nonzero"})
     steps: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "scale"}, {"name": "resize", "size": 128}])
+    label_mode: Literal["auto", "regions", "exclusive"] = "auto"
     orientation: str | None = None
     slice_selection: Literal["all", "foreground", "middle", "balanced"] = "all"
+
+    @field_validator("label_mode")
+    @classmethod
+    def _exclusive_needs_disjoint_labels(cls, mode: str, info) -> str:
+        labels = info.data.get("labels") or {}
+        if mode == "exclusive" and not _disjoint(labels):
+            raise ValueError(f"label_mode 'exclusive' needs labels whose values do not overlap, got {labels}")
+        return mode
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether each voxel is one class at most (softmax) rather than in any set of regions (sigmoids)."""
+        if self.label_mode == "auto":
+            return len(self.labels) > 1 and _disjoint(self.labels)
+        return self.label_mode == "exclusive"
+
+    @property
+    def out_channels(self) -> int:
+        """Model outputs: one per label, and one for background when the classes are exclusive."""
+        return self.num_classes + 1 if self.exclusive else self.num_classes
+
+    def for_outputs(self, out_channels: int) -> PreprocessConfig:
+        """This config with ``label_mode`` settled by a model's output count (checkpoints saved before it existed)."""
+        if self.label_mode != "auto":
+            return self
+        return self.model_copy(update={"label_mode": "exclusive" if self.exclusive and out_channels == self.num_classes + 1 else "regions"})
 
     @field_validator("steps")
     @classmethod
@@ -77,6 +108,14 @@ class PreprocessConfig(BaseModel):
     @property
     def class_names(self) -> list[str]:
         return list(self.labels)
+
+
+def _disjoint(labels: dict[str, LabelRule]) -> bool:
+    rules = list(labels.values())
+    if any(rule == "nonzero" for rule in rules):
+        return False
+    values = [v for rule in rules for v in rule]
+    return len(values) == len(set(values))
 
 
 Transform = Callable[..., tuple[np.ndarray, "np.ndarray | None"]]
@@ -202,6 +241,32 @@ def normalise_slices(slices: list[np.ndarray], config: PreprocessConfig) -> list
         values, _ = _run_step(step, values, None, [])
     parts = np.split(values, np.cumsum(sizes)[:-1], axis=1)
     return [p.reshape(s.shape).astype(np.float32) for p, s in zip(parts, slices)]
+
+
+def label_image(mask: np.ndarray, rules: dict[str, LabelRule]) -> np.ndarray | None:
+    """The inverse of :func:`map_labels`: a ``(K, *spatial)`` 0/1 mask as one label map in the source's values.
+
+    As nnU-Net converts regions back, labels are painted from the largest region to the smallest,
+    each with a value of its own that no smaller region holds, so the smaller region wins where
+    they overlap: BraTS WT/TC/ET go back to 2/1/4, exclusive classes to their own values. A
+    ``nonzero`` rule beside others is the largest region; it paints the smallest positive value
+    no other rule names.
+
+    Returns:
+        ``(*spatial)`` uint8 (uint16 for values above 255); None for one ``nonzero`` label, which has
+        no source value to restore (writers store it as 0/255 or 0/1).
+    """
+    if len(rules) == 1 and next(iter(rules.values())) == "nonzero":
+        return None
+    named = {v for rule in rules.values() if rule != "nonzero" for v in rule}
+    spare = next(v for v in range(1, len(named) + 2) if v not in named)
+    members = [set(named | {spare}) if rule == "nonzero" else set(rule) for rule in rules.values()]
+    order = sorted(range(len(members)), key=lambda k: -len(members[k]))  # stable: ties keep the rules' order
+    out = np.zeros(mask.shape[1:], dtype=np.uint8 if max(named | {spare}) <= 255 else np.uint16)
+    for i, k in enumerate(order):
+        smaller = set().union(*(members[j] for j in order[i + 1:]))
+        out[mask[k] > 0] = min(members[k] - smaller or members[k])
+    return out
 
 
 def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessConfig, volume_normalised: bool = False):

@@ -35,3 +35,24 @@ def test_empty_and_single_component_masks_are_kept_as_they_are():
     one = np.zeros((1, 5, 5), np.uint8)
     one[0, 1:3, 1:3] = 1
     np.testing.assert_array_equal(config.clean(one), one)
+
+
+def test_exclusive_classes_take_the_most_probable_label_where_it_beats_background():
+    import torch
+
+    from raysegment.postprocess import label_probabilities
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 6) * 3
+    prob = label_probabilities(logits, exclusive=True)
+    assert prob.shape == (2, 2, 6, 6) and bool((prob.sum(1) <= 1 + 1e-6).all())
+    rule = PostprocessConfig(threshold=0.9)  # the threshold is for regions; classes compete instead
+    winner = logits.argmax(1).numpy()
+    for n in range(2):
+        mask = rule.binarize(prob[n].numpy(), exclusive=True)
+        np.testing.assert_array_equal(mask, np.stack([winner[n] == 1, winner[n] == 2]).astype(np.uint8))
+    np.testing.assert_array_equal(rule.masks_from_logits(logits, exclusive=True).numpy(),
+                                  np.stack([winner == 1, winner == 2], axis=1))
+    # Regions: each sigmoid against the threshold, from probabilities or from logits alike.
+    regions = label_probabilities(logits, exclusive=False).numpy()
+    np.testing.assert_array_equal(rule.masks_from_logits(logits).numpy(), regions > 0.9)

@@ -14,6 +14,7 @@ from raysegment.preprocess import (
     invert_geometry,
     iter_examples,
     iter_volume_examples,
+    label_image,
     map_labels,
     normalise_slices,
     reorient,
@@ -196,3 +197,31 @@ def test_volume_examples_of_slice_rows_count_every_slice_and_yield_the_kept(tmp_
     for example, k in zip(examples, (1, 3)):
         for c in range(3):
             np.testing.assert_allclose(example["image"][c], _zscore_inside(stacked[c])[..., k], atol=1e-5)
+
+
+BRATS = {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}
+
+
+@pytest.mark.parametrize("rules, raw", [
+    (BRATS, [0, 1, 2, 4]),
+    ({"anterior": [1], "posterior": [2]}, [0, 1, 2]),
+    ({"liver": [1], "tumour": [2, 3]}, [0, 1, 2]),  # a class of several values comes back as its first
+    ({"lesion": [300]}, [0, 300]),
+])
+def test_label_image_restores_the_source_values(rules, raw):
+    labels = np.array(raw * 3).reshape(3, len(raw))
+    image = label_image(map_labels(labels, rules), rules)
+    np.testing.assert_array_equal(map_labels(image, rules), map_labels(labels, rules))
+    if rules is not BRATS and len(rules) > 1 and any(len(v) > 1 for v in rules.values()):
+        assert set(np.unique(image)) == {0, 1, 2}
+    else:
+        np.testing.assert_array_equal(image, labels)
+    assert image.dtype == (np.uint16 if max(raw) > 255 else np.uint8)
+
+
+def test_label_image_settles_patterns_no_value_has():
+    # Predicted regions need not nest: TC without WT is read as TC's own value, ET alone as ET's.
+    mask = np.array([[0, 1, 0, 1], [1, 0, 0, 1], [0, 0, 1, 0]])[:, None]
+    np.testing.assert_array_equal(label_image(mask, BRATS)[0], [1, 2, 4, 1])
+    assert label_image(np.ones((1, 2, 2)), {"tumor": "nonzero"}) is None  # 0/255 or 0/1, as the writer stores one class
+    np.testing.assert_array_equal(label_image(np.array([[[0, 1, 1]], [[0, 0, 1]]]), {"WT": "nonzero", "ET": [4]}), [[0, 1, 4]])

@@ -17,7 +17,7 @@ import torch
 
 from raysegment.metrics import case_metrics
 from raysegment.models.checkpoint import load_model
-from raysegment.postprocess import PostprocessConfig
+from raysegment.postprocess import PostprocessConfig, label_probabilities
 from raysegment.preprocess import (
     PreprocessConfig,
     apply_steps,
@@ -57,7 +57,7 @@ class CaseScorer:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, meta = load_model(model_uri, map_location=device)
         self.device = torch.device(device)
-        self.preprocess = PreprocessConfig.model_validate(meta["preprocess"])
+        self.preprocess = PreprocessConfig.model_validate(meta["preprocess"]).for_outputs(int(meta["model"].get("classes", 1)))
         self.postprocess = PostprocessConfig.model_validate({**meta.get("postprocess", {}), **(postprocess or {})})
         self.class_names = list(meta.get("class_names") or self.preprocess.class_names)
         self.batch_size = batch_size
@@ -89,9 +89,8 @@ class CaseScorer:
             for start in range(0, len(prepared), self.batch_size):
                 chunk = np.stack([image for image, _, _ in prepared[start:start + self.batch_size]])
                 logits = self.model(torch.from_numpy(chunk).to(self.device))
-                probabilities.extend(torch.sigmoid(logits.float()).cpu().numpy())
-        threshold = self.postprocess.threshold
-        predictions = [(invert_geometry(p, record, mode="linear") > threshold).astype(np.uint8)
+                probabilities.extend(label_probabilities(logits.float(), self.preprocess.exclusive).cpu().numpy())
+        predictions = [self.postprocess.binarize(invert_geometry(p, record, mode="linear"), self.preprocess.exclusive)
                        for p, (_, _, record) in zip(probabilities, prepared)]
         finish = self.postprocess.clean if postprocess else (lambda mask: mask)
         spacing = read_mask(row["mask_uri"]).spacing

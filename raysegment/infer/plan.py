@@ -28,7 +28,7 @@ class Plan:
         in_channels: channels the model takes.
         class_names: one name per model output channel.
         format: requested output format (``auto`` resolves per case).
-        save_probabilities, overwrite, batch_size: from the config.
+        save_probabilities, one_hot, overwrite, batch_size: from the config.
         amp: autocast dtype of the forward passes (``none``, ``bf16``, ``fp16``).
         threads: intra-op threads of a predictor running on CPU (the CPUs it reserves, rounded up).
     """
@@ -46,15 +46,18 @@ class Plan:
     batch_size: int
     threads: int = 1
     amp: str = "none"
+    one_hot: bool = False
 
     @classmethod
     def build(cls, config: InferConfig, metadata: dict[str, Any]) -> Plan:
         """Combine a run's config with its checkpoint's ``model.json`` (as ``read_metadata`` returns it)."""
         spec = metadata["model"]
-        preprocess = PreprocessConfig(**metadata.get("preprocess", {}))
+        outputs = int(spec.get("classes", 1))
+        preprocess = PreprocessConfig(**metadata.get("preprocess", {})).for_outputs(outputs)
+        labels = outputs - 1 if preprocess.exclusive else outputs
         class_names = metadata.get("class_names") or preprocess.class_names
-        if len(class_names) != int(spec.get("classes", 1)):
-            class_names = [f"class{k}" for k in range(int(spec.get("classes", 1)))]
+        if len(class_names) != labels:
+            class_names = [f"class{k}" for k in range(labels)]
         overrides = {k: getattr(config, k) for k in ("threshold", "largest_component") if getattr(config, k) is not None}
         postprocess = PostprocessConfig(**(metadata.get("postprocess") or {})).model_copy(update=overrides)
         # Masks made with another post-processing are other outputs: they must not count as done.
@@ -70,6 +73,7 @@ class Plan:
             format=config.format,
             postprocess=postprocess.model_dump(),
             save_probabilities=config.save_probabilities,
+            one_hot=config.one_hot,
             overwrite=config.overwrite,
             batch_size=config.batch_size,
             threads=max(1, math.ceil(config.cpus_per_worker)),

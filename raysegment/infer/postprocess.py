@@ -28,20 +28,22 @@ def to_input_grid(prob: np.ndarray, steps: list[dict], orientation: list | None,
     return restore_orientation(np.stack(slices, axis=-1), orientation).astype(np.float32)
 
 
-def postprocess_unit(probs: list[np.ndarray], config: PostprocessConfig) -> list[np.ndarray]:
+def postprocess_unit(probs: list[np.ndarray], config: PostprocessConfig, exclusive: bool = False) -> list[np.ndarray]:
     """The masks of a unit's cases, from their probabilities on the input grid.
 
     Several cases in a unit are the slices of one patient volume, in order: stacked along a new
     last axis, so that the rule sees the volume (the largest component is 3D), as validation and
     ``evaluate`` apply it. Slices of different shapes cannot be stacked and are made one by one.
 
+    Args:
+        exclusive: the labels are exclusive classes (``PreprocessConfig.exclusive``).
     Shape:
         ``(K, *spatial)`` per case, in and out.
     """
     if len(probs) > 1 and probs[0].ndim == 3 and len({p.shape for p in probs}) == 1:
-        mask = config.apply(np.stack(probs, axis=-1))
+        mask = config.apply(np.stack(probs, axis=-1), exclusive)
         return [np.ascontiguousarray(mask[..., i]) for i in range(len(probs))]
-    return [config.apply(p) for p in probs]
+    return [config.apply(p, exclusive) for p in probs]
 
 
 def foreground_ml(mask: np.ndarray, affine: Any) -> list[float]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from raysegment.infer.plan import Plan
+from raysegment.postprocess import label_probabilities
 
 
 class Predictor:
@@ -39,9 +40,10 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = plan.batch_size
         self.classes = len(plan.class_names)
+        self.exclusive = plan.preprocess_config.exclusive
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Add ``prob`` ``(S, K, h, w)`` float32 sigmoid probabilities and ``predict_seconds`` per unit.
+        """Add ``prob`` ``(S, K, h, w)`` float32 label probabilities and ``predict_seconds`` per unit.
 
         Rows that are not ``ok`` pass through with an empty ``prob``; a unit whose forward pass
         fails becomes ``failed`` at stage ``predict`` without taking the other units down.
@@ -90,7 +92,7 @@ class Predictor:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 with self.autocast():
                     logits = self.model(inputs)
-                outputs.append(torch.sigmoid(logits[:count].float()).cpu().numpy())
+                outputs.append(label_probabilities(logits[:count].float(), self.exclusive).cpu().numpy())
         elapsed = time.perf_counter() - start
         prob = np.concatenate(outputs)
         offset = 0

@@ -19,6 +19,7 @@ from raysegment.errors import RaySegmentError, ScanReadError
 from raysegment.infer import layout
 from raysegment.infer.plan import Plan
 from raysegment.infer.postprocess import foreground_ml, postprocess_unit, to_input_grid
+from raysegment.preprocess import label_image
 from raysegment.writers import WRITERS, Reference, output_format
 
 
@@ -43,7 +44,7 @@ def write_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             results[i] = _failure(entry, "postprocess", exc, plan)
         first += count
     try:
-        masks = dict(zip(grids, postprocess_unit(list(grids.values()), plan.postprocess_config)))
+        masks = dict(zip(grids, postprocess_unit(list(grids.values()), plan.postprocess_config, plan.preprocess_config.exclusive)))
     except Exception as exc:  # noqa: BLE001 - one bad unit must not end the run
         masks = {}
         for i in grids:
@@ -118,11 +119,15 @@ def _write_outputs(case_id: str, key: str, mask: np.ndarray, prob: np.ndarray, m
     writer = WRITERS.get(name)()
     reference = Reference(case_id=case_id, affine=np.asarray(meta["affine"]), spacing=tuple(meta["spacing"]),
                           metadata=meta["metadata"], source_uris=meta["source_uris"], class_names=list(plan.class_names))
-    files = [_put(plan.out, "masks", key + writer.suffix, writer.encode(mask, reference), "mask")]
+    # One label map in the source's values (BraTS regions back to 1/2/4) unless one-hot is asked for.
+    labels = None if plan.one_hot or not writer.takes_label_map else label_image(mask, plan.preprocess_config.labels)
+    data = writer.encode(mask, reference) if labels is None else writer.encode_label_map(labels, reference)
+    files = [_put(plan.out, "masks", key + writer.suffix, data, "mask")]
     if plan.save_probabilities:
         prob_writer = writer if writer.holds_floats else WRITERS.get("nifti" if prob.ndim == 4 else "tiff")()
         files.append(_put(plan.out, "probabilities", key + prob_writer.suffix, prob_writer.encode(prob, reference), "probabilities"))
-    return {"case_id": case_id, "key": key, "model_id": plan.model_id, "format": name, "files": files}
+    return {"case_id": case_id, "key": key, "model_id": plan.model_id, "format": name,
+            "mask_encoding": "one_hot" if labels is None else "label_map", "files": files}
 
 
 def _put(out: str, folder: str, name: str, data: bytes, kind: str) -> dict[str, Any]:

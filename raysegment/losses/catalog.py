@@ -13,7 +13,9 @@ import torch
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
+from raysegment.errors import ConfigError
 from raysegment.losses.combine import WeightedSum
+from raysegment.losses.constants import MULTICLASS_MODE
 from raysegment.registry import Registry
 
 LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss")
@@ -45,7 +47,14 @@ def focal(mode: str, alpha: float | None = None, gamma: float = 2.0, normalized:
 
 @LOSSES.register("bce")
 def bce(mode: str, pos_weight: float | Sequence[float] | None = None, smooth_factor: float | None = None) -> nn.Module:
-    """Binary cross-entropy on logits, mean over pixels; ``pos_weight`` per class or one for all."""
+    """Binary cross-entropy on logits, mean over pixels; ``pos_weight`` per class or one for all.
+
+    For exclusive classes, the cross-entropy of the softmax over background and the classes.
+    """
+    if mode == MULTICLASS_MODE:
+        if pos_weight is not None:
+            raise ConfigError("loss 'bce': pos_weight weighs independent regions; exclusive classes take none")
+        return smp_losses.SoftCrossEntropyLoss(smooth_factor=smooth_factor or 0.0)
     weight = None
     if pos_weight is not None:
         weight = torch.as_tensor(pos_weight, dtype=torch.float32).reshape(-1, 1, 1)  # broadcast over (K, H, W)
@@ -54,5 +63,6 @@ def bce(mode: str, pos_weight: float | Sequence[float] | None = None, smooth_fac
 
 @LOSSES.register("bce_dice")
 def bce_dice(mode: str, bce_weight: float = 0.5, dice_weight: float = 0.5, smooth: float = 0.0) -> nn.Module:
-    """``bce_weight * BCE + dice_weight * Dice``, the usual loss for brain-tumour masks."""
+    """``bce_weight * BCE + dice_weight * Dice``, the usual loss for brain-tumour masks (cross-entropy
+    + Dice for exclusive classes, nnU-Net's loss)."""
     return WeightedSum({"bce": bce(mode), "dice": dice(mode, smooth=smooth)}, {"bce": bce_weight, "dice": dice_weight})

@@ -28,6 +28,23 @@ class WeightedSum(nn.Module):
         return ", ".join(f"{name}={weight:g}" for name, weight in self.weights.items())
 
 
+class ClassIndexTarget(nn.Module):
+    """Feed ``loss`` the class index of each voxel (0 background, k + 1 for class k) rather than
+    the one-hot of the classes, as smp's multiclass losses take their targets.
+
+    Shape:
+        logits ``(N, K + 1, H, W)``; target ``(N, K, H, W)`` 0/1, at most one class per voxel.
+    """
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        classes = torch.arange(1, target.shape[1] + 1, device=target.device, dtype=target.dtype).reshape(1, -1, *[1] * (target.ndim - 2))
+        return self.loss(logits, (target * classes).sum(1).round().long())
+
+
 class DeepSupervisionLoss(nn.Module):
     """Apply ``loss`` to every output of a deeply supervised model and average.
 

@@ -10,8 +10,8 @@ from torch import nn
 
 from raysegment.errors import ConfigError
 from raysegment.losses.catalog import LOSSES
-from raysegment.losses.combine import WeightedSum
-from raysegment.losses.constants import BINARY_MODE, MODES
+from raysegment.losses.combine import ClassIndexTarget, WeightedSum
+from raysegment.losses.constants import BINARY_MODE, MODES, MULTICLASS_MODE
 
 LossSpec = Union[str, Mapping[str, float], Sequence[Mapping[str, Any]]]
 
@@ -30,7 +30,9 @@ def create_loss(spec: LossSpec, *, mode: str = BINARY_MODE, **kwargs: Any) -> nn
             * a name: ``"bce_dice"`` (parameters in ``kwargs``);
             * name -> weight: ``{"bce": 0.5, "dice": 0.5}``;
             * a list of terms: ``[{"name": "tversky", "weight": 1.0, "params": {"alpha": 0.3}}, ...]``.
-        mode: ``"binary"`` or ``"multilabel"`` (:mod:`raysegment.losses.constants`).
+        mode: ``"binary"``, ``"multilabel"`` or ``"multiclass"`` (:mod:`raysegment.losses.constants`,
+            :func:`~raysegment.losses.constants.loss_mode`); multiclass losses take the one-hot
+            target of the classes too.
         **kwargs: parameters of a single named loss.
 
     Raises:
@@ -39,6 +41,11 @@ def create_loss(spec: LossSpec, *, mode: str = BINARY_MODE, **kwargs: Any) -> nn
     """
     if mode not in MODES:
         raise ConfigError(f"loss mode {mode!r} is not one of {', '.join(MODES)}")
+    loss = _create(spec, mode, kwargs)
+    return ClassIndexTarget(loss) if mode == MULTICLASS_MODE else loss
+
+
+def _create(spec: LossSpec, mode: str, kwargs: dict[str, Any]) -> nn.Module:
     if isinstance(spec, str):
         return _build(spec, mode, kwargs)
     if kwargs:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from raysegment.losses import DeepSupervisionLoss, create_loss
+from raysegment.losses import DeepSupervisionLoss, create_loss, loss_mode
 from raysegment.metrics import confusion_counts, scores_from_counts
 from raysegment.models import precision
 from raysegment.models.checkpoint import ModelSpec
@@ -43,14 +43,16 @@ def seed_everything(seed: int, epoch: int, rank: int) -> None:
 class EpochStats:
     """Loss sum, example count and per-class confusion counts, summed over batches and workers."""
 
-    def __init__(self, classes: int, device: torch.device):
+    def __init__(self, classes: int, device: torch.device, exclusive: bool = False):
         self.loss = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, examples)
         self.counts = torch.zeros(4, classes, dtype=torch.float64, device=device)
+        self.exclusive = exclusive
+        self.rule = PostprocessConfig()  # threshold 0.5 on the labels: training scores are not post-processed
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor) -> None:
         n = masks.shape[0]
         self.loss += torch.stack([loss.detach().double() * n, torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
-        counts = confusion_counts(logits.detach() > 0, masks > 0.5)  # sigmoid(x) > 0.5  <=>  x > 0
+        counts = confusion_counts(self.rule.masks_from_logits(logits.detach(), self.exclusive), masks > 0.5)
         self.counts += torch.stack([c.sum(0).double() for c in counts])
 
     def summary(self, prefix: str) -> tuple[dict[str, float], dict]:
@@ -83,6 +85,7 @@ def train_func_per_worker(config: dict) -> None:
     job = TrainConfig.model_validate(config["job"])
     spec = ModelSpec.from_dict(config["spec"])
     class_names = config["class_names"]
+    exclusive = job.data.preprocess.exclusive
     opt = job.optim
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -95,7 +98,7 @@ def train_func_per_worker(config: dict) -> None:
     if on_gpu:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
-    loss_fn = DeepSupervisionLoss(create_loss(opt.loss, mode="binary" if spec.classes == 1 else "multilabel"))
+    loss_fn = DeepSupervisionLoss(create_loss(opt.loss, mode=loss_mode(len(class_names), exclusive)))
     optimizer = create_optimizer([p for p in model.parameters() if p.requires_grad], opt)
     schedule = create_schedule(optimizer, opt, config["steps_per_epoch"])
     # fp16 needs loss scaling against gradient underflow; bf16 has float32's range and does not.
@@ -120,7 +123,7 @@ def train_func_per_worker(config: dict) -> None:
         augmenter.seed(opt.seed, epoch, rank)
         started = time.perf_counter()
         model.train()
-        train = EpochStats(spec.classes, device)
+        train = EpochStats(len(class_names), device, exclusive)
         # A last batch of one example breaks BatchNorm on 1x1 feature maps (small encoders): dropped.
         for batch in _batches(train_shard, opt.batch_size, "cpu", seed=opt.seed + epoch, drop_last=config["drop_last"]):
             images, masks = augmenter(batch["image"].numpy(), batch["mask"].numpy())
@@ -144,7 +147,7 @@ def train_func_per_worker(config: dict) -> None:
             batch_progress.step(epoch, len(masks))
         train_time = time.perf_counter() - started
         train_metrics, _ = train.summary("train")
-        val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, spec.classes,
+        val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, exclusive,
                                autocast, rank, world, config["val_volumes"], postprocess, class_names)
         schedule.step_epoch(val_metrics[job.checkpoint.monitor])
         metrics = {"epoch": epoch, **train_metrics, **val_metrics, "lr": optimizer.param_groups[0]["lr"],
@@ -191,7 +194,7 @@ class PatientStats:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, shard, batch_size, device, classes, autocast, rank, world, num_volumes: int,
+def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocast, rank, world, num_volumes: int,
              postprocess: PostprocessConfig, class_names: list[str]) -> dict[str, float]:
     """Validation loss, and the scores of the post-processed masks: pooled over voxels and per patient.
 
@@ -217,8 +220,9 @@ def validate(model, loss_fn, shard, batch_size, device, classes, autocast, rank,
             logits = model(images)
             loss = loss_fn(logits, masks)
         loss_sum += torch.stack([loss.detach().double() * len(images), torch.tensor(float(len(images)), dtype=torch.float64, device=device)])
-        patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(), logits.float() > postprocess.logit_threshold, masks > 0.5)
-    counts, empty = patients.counts(num_volumes, classes, device)
+        patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(),
+                     postprocess.masks_from_logits(logits.float(), exclusive), masks > 0.5)
+    counts, empty = patients.counts(num_volumes, len(class_names), device)
     if dist.is_available() and dist.is_initialized():
         for tensor in (loss_sum, counts, empty):
             dist.all_reduce(tensor)

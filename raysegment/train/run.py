@@ -83,10 +83,12 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     run_uri = storage.normalize(config.out)
     config.save(storage.join(run_uri, "config.yaml"))
     preprocess = config.data.preprocess
+    # Settled here and saved with the model: the output count depends on it.
+    preprocess = preprocess.model_copy(update={"label_mode": "exclusive" if preprocess.exclusive else "regions"})
     df, splits = load_splits(config.data.manifest, preprocess, [config.data.train_split, config.data.val_split],
                              seed=config.optim.seed, max_cases=config.data.max_cases, validation=(config.data.val_split,))
     channels = input_channels(df, preprocess, config.data.manifest)
-    spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.num_classes, config=config.model.config)
+    spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.out_channels, config=config.model.config)
     spec.build(pretrained=False)  # a bad option fails here, in one line, not inside every worker
     write_template(run_uri, spec.to_dict(), preprocess=preprocess.model_dump(mode="json"),
                    postprocess=config.postprocess.model_dump(mode="json"), class_names=preprocess.class_names, channels=channels)

@@ -44,11 +44,22 @@ class Writer(abc.ABC):
         name: format name (``--format`` value), also the registry key.
         suffix: file ending of what :meth:`encode` returns.
         holds_floats: whether the format can store a float probability map.
+        takes_label_map: whether the format stores a label map (DICOM SEG holds one segment per class).
     """
 
     name: ClassVar[str]
     suffix: ClassVar[str]
     holds_floats: ClassVar[bool] = True
+    takes_label_map: ClassVar[bool] = True
+
+    def encode_label_map(self, labels: np.ndarray, reference: Reference) -> bytes:
+        """The file content for one label map in the source's own values.
+
+        Shape:
+            ``labels`` is ``(*spatial)`` uint8 or uint16 on the input's voxel grid
+            (:func:`raysegment.preprocess.label_image`).
+        """
+        raise NotImplementedError(f"{self.name} masks hold one segment per class; they are written one-hot")
 
     @abc.abstractmethod
     def encode(self, array: np.ndarray, reference: Reference) -> bytes:

@@ -35,6 +35,7 @@ _DROPPED = ("OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "
 @WRITERS.register("dicom-seg")
 class DicomSegWriter(Writer):
     name = "dicom-seg"
+    takes_label_map = False
     suffix = ".dcm"
     holds_floats = False
 

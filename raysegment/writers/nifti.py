@@ -33,6 +33,10 @@ class NiftiWriter(Writer):
         header.set_slope_inter(1.0, 0.0)
         return gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)  # mtime=0: same mask, same bytes
 
+    def encode_label_map(self, labels: np.ndarray, reference: Reference) -> bytes:
+        """One 3D (or 2D) integer image."""
+        return self.encode(labels[None], reference)
+
 
 def _geometry(reference: Reference) -> tuple[np.ndarray, int, np.ndarray, int]:
     """(qform, qform code, sform, sform code): the input header's own when they give the mask's affine."""

@@ -1,4 +1,4 @@
-"""PNG masks of 2D slices: one packed label image (0/255 for a single class)."""
+"""PNG masks of 2D slices: a label map, or a packed one-hot stack (0/255 for a single class)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ class PngWriter(Writer):
     holds_floats = False
 
     def encode(self, array: np.ndarray, reference: Reference) -> bytes:
+        return self.encode_label_map(pack_labels(array), reference)
+
+    def encode_label_map(self, labels: np.ndarray, reference: Reference) -> bytes:
         from PIL import Image
 
-        if array.ndim != 3:
-            raise ConfigError(f"case {reference.case_id}: PNG holds 2D slices, this mask is {array.shape[1:]}; use --format nifti")
+        if labels.ndim != 2:
+            raise ConfigError(f"case {reference.case_id}: PNG holds 2D slices, this mask is {labels.shape}; use --format nifti")
         buffer = io.BytesIO()
-        Image.fromarray(pack_labels(array)).save(buffer, format="PNG")
+        Image.fromarray(labels).save(buffer, format="PNG")
         return buffer.getvalue()

@@ -16,7 +16,7 @@ from raysegment.cli import app
 from raysegment.infer import InferConfig, case_key, run_inference
 from raysegment.ingest import ingest
 from raysegment.manifest import read_manifest
-from raysegment.preprocess import PreprocessConfig
+from raysegment.preprocess import PreprocessConfig, label_image, map_labels
 from raysegment.sample_data import make_sample_data
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -38,17 +38,27 @@ def test_brats_volumes_from_and_to_s3(s3_bucket, ray_session, checkpoint_factory
     result = run_inference(InferConfig(model=model, manifest=manifest_uri, out=out, batch_size=4, save_probabilities=True))
     assert (result.done, result.failed, result.slices) == (2, 0, 12)
 
+    # The same run asked for one-hot stacks: one channel per region, the regions of the label maps.
+    stacks = f"{s3_bucket}/results/one-hot"
+    assert run_inference(InferConfig(model=model, manifest=manifest_uri, out=stacks, batch_size=4, one_hot=True)).done == 2
     for row in manifest.itertuples():
         source = _nifti(row.image_uris[0])
         mask = _nifti(f"{out}/masks/{case_key(row.case_id)}.nii.gz")
         np.testing.assert_allclose(mask.affine, source.affine)
         assert int(mask.header["qform_code"]) == int(source.header["qform_code"])
         assert int(mask.header["sform_code"]) == int(source.header["sform_code"])
-        assert mask.shape == source.shape + (3,) and mask.header.get_intent()[2] == "WT,TC,ET"
-        data = np.asarray(mask.dataobj)
-        assert set(np.unique(data)) <= {0, 1} and data.any()
+        # By default one label map in BraTS's own values, on the source's grid.
+        labels = np.asarray(mask.dataobj)
+        assert mask.shape == source.shape and set(np.unique(labels)) <= {0, 1, 2, 4} and labels.any()
+        stack = _nifti(f"{stacks}/masks/{case_key(row.case_id)}.nii.gz")
+        assert stack.shape == source.shape + (3,) and stack.header.get_intent()[2] == "WT,TC,ET"
+        regions = np.moveaxis(np.asarray(stack.dataobj), -1, 0)
+        assert set(np.unique(regions)) <= {0, 1}
         prob = _nifti(f"{out}/probabilities/{case_key(row.case_id)}.nii.gz")
-        np.testing.assert_array_equal(np.asarray(prob.dataobj) > 0.5, data.astype(bool))
+        np.testing.assert_array_equal(np.moveaxis(np.asarray(prob.dataobj) > 0.5, -1, 0), regions.astype(bool))
+        np.testing.assert_array_equal(labels, label_image(regions, REGIONS))
+        nested = (regions[2] <= regions[1]) & (regions[1] <= regions[0])  # ET inside TC inside WT
+        np.testing.assert_array_equal(map_labels(labels, REGIONS)[:, nested], regions[:, nested])
 
     metrics = storage.read_table(f"{out}/metrics.parquet").to_pandas()
     assert len(metrics) == 6 and set(metrics["class"]) == set(REGIONS)

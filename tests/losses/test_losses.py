@@ -119,8 +119,8 @@ def test_bad_specs(spec, kwargs, match):
 
 
 def test_unknown_mode():
-    with pytest.raises(ConfigError, match="'multiclass' is not one of binary, multilabel"):
-        create_loss("dice", mode="multiclass")
+    with pytest.raises(ConfigError, match="'softmax' is not one of binary, multilabel, multiclass"):
+        create_loss("dice", mode="softmax")
 
 
 def test_deep_supervision_averages_outputs(batch):
@@ -140,3 +140,37 @@ def test_deep_supervision_trains_unetpp():
     loss = DeepSupervisionLoss(create_loss("bce_dice"))(model(torch.randn(2, 3, 16, 16)), target)
     loss.backward()
     assert all(head.weight.grad is not None for head in model.heads)
+
+
+@pytest.fixture
+def exclusive_batch():
+    """Logits over background and 2 exclusive classes, and the one-hot of the classes (background implied)."""
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8)
+    index = torch.randint(0, 3, (2, 8, 8))
+    target = torch.stack([(index == 1), (index == 2)], dim=1).float()
+    return logits, target, index
+
+
+def test_exclusive_classes_take_cross_entropy_and_softmax_dice(exclusive_batch):
+    logits, target, index = exclusive_batch
+    torch.testing.assert_close(create_loss("bce", mode="multiclass")(logits, target), F.cross_entropy(logits, index))
+    p, onehot = torch.softmax(logits, 1), F.one_hot(index, 3).permute(0, 3, 1, 2).float()
+    dice = 2 * (p * onehot).sum((0, 2, 3)) / (p + onehot).sum((0, 2, 3))
+    torch.testing.assert_close(create_loss("dice", mode="multiclass")(logits, target), (1 - dice).mean())
+    combined = create_loss("bce_dice", mode="multiclass")(logits, target)
+    torch.testing.assert_close(combined, 0.5 * F.cross_entropy(logits, index) + 0.5 * (1 - dice).mean())
+
+
+@pytest.mark.parametrize("name", ["bce", "bce_dice", "dice", "focal", "jaccard", "tversky"])
+def test_every_loss_prefers_the_right_exclusive_class(exclusive_batch, name):
+    logits, target, index = exclusive_batch
+    right = F.one_hot(index, 3).permute(0, 3, 1, 2).float() * 20 - 10
+    loss = create_loss(name, mode="multiclass")
+    assert loss(right, target) < loss(logits, target)
+    assert loss(right, target) < loss(right.roll(1, dims=1), target)  # every voxel one class off
+
+
+def test_regions_weights_do_not_apply_to_exclusive_classes():
+    with pytest.raises(ConfigError, match="pos_weight"):
+        create_loss("bce", mode="multiclass", pos_weight=2.0)

@@ -68,7 +68,7 @@ def _reference(rows, largest_component: bool) -> list[float]:
 def test_patient_dice_is_the_mean_dice_of_stacked_post_processed_volumes(largest_component):
     rows = _volumes()
     post = PostprocessConfig(largest_component=largest_component)
-    metrics = validate(Oracle(), lambda logits, masks: torch.tensor(0.0), ListShard(rows), 4, torch.device("cpu"), 1,
+    metrics = validate(Oracle(), lambda logits, masks: torch.tensor(0.0), ListShard(rows), 4, torch.device("cpu"), False,
                        contextlib.nullcontext, 0, 1, 3, post, ["tumor"])
     expected = _reference(rows, largest_component)
     assert metrics["val_patient_dice"] == pytest.approx(np.mean(expected))

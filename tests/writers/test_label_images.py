@@ -58,3 +58,21 @@ def test_png_refuses_volumes():
 def test_auto_format_follows_the_input():
     assert [output_format("auto", f) for f in ("nifti", "tiff", "png", "dicom")] == ["nifti", "tiff", "png", "nifti"]
     assert output_format("dicom-seg", "dicom") == "dicom-seg"
+
+
+@pytest.mark.parametrize("name, shape", [("tiff", (16, 12)), ("tiff", (16, 12, 5)), ("png", (16, 12)), ("nifti", (16, 12, 5))])
+@pytest.mark.parametrize("values", [[0, 1, 2, 4], [0, 7, 300]])
+def test_label_maps_keep_the_source_values(tmp_path, name, shape, values):
+    writer = WRITERS.get(name)()
+    labels = np.random.default_rng(2).choice(values, size=shape).astype(np.uint16 if max(values) > 255 else np.uint8)
+    uri = str(tmp_path / f"labels{writer.suffix}")
+    reference = Reference(case_id="c", affine=np.diag([1.0, 1.0, 2.0, 1.0]), spacing=(1.0,) * len(shape))
+    storage.write_bytes(uri, writer.encode_label_map(labels, reference))
+    np.testing.assert_array_equal(read_mask(uri).array[0], labels)
+
+
+def test_dicom_seg_keeps_one_segment_per_class():
+    writer = WRITERS.get("dicom-seg")()
+    assert not writer.takes_label_map
+    with pytest.raises(NotImplementedError, match="one segment per class"):
+        writer.encode_label_map(np.zeros((4, 4), np.uint8), REF)
