@@ -59,7 +59,7 @@ def search(args, manifest: str, scheduler: str) -> dict:
         "max_epochs": args.max_epochs, "scheduler": scheduler, "grace_period": args.grace_period,
         "reduction_factor": args.reduction_factor, "max_concurrent": args.max_concurrent, "seed": args.seed,
         "space": {"optim.lr": {"loguniform": [args.lr_min, args.lr_max]}, "optim.loss": {"choice": args.losses},
-                  "optim.batch_size": None, "optim.weight_decay": None, "model.config.base_channels": None},
+                  "optim.batch_size": None, "optim.weight_decay": None, "model.config.encoder": None},
         "train": {
             "data": {"preprocess": {"steps": [{"name": "scale"}, {"name": "resize", "size": args.size}]}, "augment": {"enabled": False}},
             "model": {"name": "unet", "config": {"base_channels": args.base_channels, "depth": args.depth}},

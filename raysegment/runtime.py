@@ -54,11 +54,15 @@ def check_local_request(address: str | None, wanted: dict[str, float], request: 
 
     ``request`` names the options that asked for them, for the message.
     """
+    have = local_resources(address)
+    if have is not None:
+        check_fits(have, wanted, request)
+
+
+def check_fits(have: dict[str, float], wanted: dict[str, float], request: str) -> None:
+    """Raise a one-line ConfigError when ``wanted`` exceeds a local instance's resources ``have``."""
     from raysegment.errors import ConfigError
 
-    have = local_resources(address)
-    if have is None:
-        return
     for name, amount in wanted.items():
         if amount > have.get(name, 0.0) + 1e-9:
             raise ConfigError(f"{request} asks for {amount:g} {name} but this machine's local Ray instance has "

@@ -1,4 +1,4 @@
-"""``raysegment compare``: models side by side from train runs, tune experiments and evaluations."""
+"""``raysegment compare``: models side by side from train runs, tune experiments, evaluations and model folders."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ Opt = typer.Option
 
 
 def compare(
-    sources: Annotated[list[str], typer.Argument(help="Train run folders, tune experiment folders or evaluate outputs.")],
+    sources: Annotated[list[str], typer.Argument(help="Train runs, tune experiments, evaluate outputs, model folders or a run's checkpoints/epoch_NNNN.")],
     out: Annotated[str, Opt("--out", "-o", help="Folder for comparison.parquet/.csv/.png and report.md.")],
 ) -> None:
     """Compare models: one table of metrics (train/val/test), a bar chart and a Markdown report with overlays."""

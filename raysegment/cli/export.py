@@ -1,8 +1,8 @@
-"""``raysegment export``: one kept epoch of a training run, written as a model that evaluate and infer load."""
+"""``raysegment export``: a run's best model or one kept epoch, or any model, written as a model folder that evaluate and infer load."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -10,14 +10,14 @@ from raysegment.cli._console import console
 
 
 def export(
-    run: Annotated[str, typer.Argument(help="Training run folder (local or s3://).")],
-    epoch: Annotated[int, typer.Option(help="Epoch whose checkpoint to export (see the run's checkpoints/).")],
+    model: Annotated[str, typer.Argument(help="Training run or tune experiment, a run's checkpoints/epoch_NNNN, or a model folder (local or s3://).")],
     out: Annotated[str, typer.Option("--out", "-o", help="Model folder to write (model.json + model.pt).")],
+    epoch: Annotated[Optional[int], typer.Option(help="Kept epoch of a training run to export (see its checkpoints/); default its best model.")] = None,
 ) -> None:
-    """Export the model of one kept epoch (best/ and last/ are exported by training itself)."""
-    from raysegment.train.export import export_epoch
+    """Write a model folder that evaluate and infer load: a run's best model or any kept epoch, or a copy of a model."""
+    from raysegment.train.export import export_model
 
-    console.print(f"epoch {epoch} of {run}: {export_epoch(run, epoch, out)}", highlight=False)
+    console.print(f"{model}{f' epoch {epoch}' if epoch is not None else ''}: {export_model(model, out, epoch)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

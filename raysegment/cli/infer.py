@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -19,7 +20,7 @@ def infer(
     date: Annotated[str | None, typer.Option(help="YYYY-MM-DD filling {date} in the URIs (default: today, UTC).")] = None,
     workers: Annotated[int | None, typer.Option(help="Predictor actors, each loading the model once.")] = None,
     gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs per predictor actor (0: CPU).")] = None,
-    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per predictor actor; on CPU also its threads (rounded up).")] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per predictor actor, on CPU also its threads; default: fits a local machine, 1 on a cluster.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Slices per forward pass.")] = None,
     amp: Annotated[str | None, typer.Option(help="Autocast: none, bf16 or fp16 (GPU).")] = None,
     format: Annotated[str | None, typer.Option(help="Mask format: auto (the input's), nifti, tiff, png or dicom-seg.")] = None,
@@ -50,7 +51,7 @@ def infer(
         result = run_inference(settings)
         print_json(result.run)
         raise typer.Exit(result.exit_code)
-    result = _run_with_progress(run_inference, settings)
+    result = _run_with_progress(partial(run_inference, console=console), settings)
     rows = [("cases", result.cases), ("done", result.done), ("skipped", result.skipped), ("failed", result.failed),
             ("slices", result.slices), ("slices/s", round(result.slices_per_second, 2)), ("output", settings.out)]
     console.print(table(f"raysegment infer: {settings.model}", ("", "value"), rows), soft_wrap=True)

@@ -27,7 +27,7 @@ def tune(
     grace_period: Annotated[Optional[int], Opt(help="ASHA: epochs before a trial may be stopped.")] = None,
     gpus_per_trial: Annotated[Optional[float], Opt(help="GPUs per trial, split over its workers; 0.25 packs 4 trials on a GPU.")] = None,
     workers_per_trial: Annotated[Optional[int], Opt(help="Ray Train workers (DDP) per trial.")] = None,
-    cpus_per_worker: Annotated[Optional[float], Opt(help="CPUs per trial worker; fractions leave room for data tasks.")] = None,
+    cpus_per_worker: Annotated[Optional[float], Opt(help="CPUs per trial worker. Default: what fits a local machine, 1 on a cluster.")] = None,
     max_concurrent: Annotated[Optional[int], Opt(help="Trials at a time; default what a local machine holds, unlimited on a cluster (the autoscaler adds nodes).")] = None,
     retry_errored: Annotated[Optional[bool], Opt("--retry-errored/--no-retry-errored", help="On resume, run errored trials again.")] = None,
     seed: Annotated[Optional[int], Opt(help="Seed of the search algorithm.")] = None,
@@ -46,9 +46,9 @@ def tune(
         "metric": metric, "mode": mode, "scheduler": scheduler, "search": search, "grace_period": grace_period,
         "gpus_per_trial": gpus_per_trial, "workers_per_trial": workers_per_trial,
         "train.scaling.cpus_per_worker": cpus_per_worker, "max_concurrent": max_concurrent,
-        "retry_errored": retry_errored, "seed": seed, **parse_set(set_ or []),
+        "retry_errored": retry_errored, "seed": seed,
     }
-    tune_config = load_tune_config(job, config, space, overrides)
+    tune_config = load_tune_config(job, config, space, overrides, sets=parse_set(set_ or []))
     if show_space:
         console.print(table(f"search space of {tune_config.model_name()}", ["key", "kind", "values"], describe(search_space(tune_config))))
         return

@@ -101,9 +101,9 @@ def markdown(table: pd.DataFrame, records: list[ModelRecord], overlays: dict[str
 
 
 def compare(uris: list[str], out: str) -> CompareResult:
-    """Compare the models of ``uris`` (train runs, tune experiments, evaluate outputs) into ``out``."""
+    """Compare the models of ``uris`` (train runs, tune experiments, evaluate outputs, models) into ``out``."""
     if not uris:
-        raise ConfigError("compare: give at least one run, experiment or evaluation folder")
+        raise ConfigError("compare: give at least one run, experiment, evaluation or model folder")
     out = storage.normalize(out)
     records = [read_record(uri) for uri in uris]
     table = build_table(records)

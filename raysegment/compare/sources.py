@@ -1,12 +1,13 @@
-"""What one compared folder holds, whatever wrote it: a ``train`` run, a ``tune`` experiment or an
-``evaluate`` output.
+"""What one compared folder holds, whatever wrote it: a ``train`` run, a ``tune`` experiment, an
+``evaluate`` output or a ``model`` (a model folder, or a run's ``checkpoints/epoch_NNNN``).
 
 * train run (``summary.json`` with ``best_model_uri``, ``history.parquet``): train/val metrics of
   the best epoch, epochs, training time and images/s;
 * tune experiment (``summary.json`` with ``best_trial``, ``trials.parquet``): the same for the
   best trial's run, whose model is ``EXP/best``;
 * evaluate output (``summary.parquet`` + ``case_metrics.parquet``): per-split means of every case
-  metric (Dice, IoU, sensitivity, specificity, precision, HD95) and the overlay figures.
+  metric (Dice, IoU, sensitivity, specificity, precision, HD95) and the overlay figures;
+* model (``model.json``): the train/val metrics of its epoch that training saved with it.
 
 A run or experiment also picks up an evaluation written inside it, at ``evaluation/`` or
 ``best/evaluation/`` (``raysegment evaluate --model RUN --out RUN/evaluation``).
@@ -43,7 +44,7 @@ class ModelRecord:
 
     Attributes:
         name: the folder's name (the table's row label).
-        kind: ``train``, ``tune`` or ``evaluate``.
+        kind: ``train``, ``tune``, ``evaluate`` or ``model``.
         metrics: ``<split>_<metric>`` -> value (splits train/val from training, any from evaluation).
         info: model name, parameters, epochs, training time, images/s (whatever is known).
         overlays: overlay figure URIs by ``<split>_<rank>``.
@@ -102,6 +103,26 @@ def _evaluation(uri: str) -> tuple[dict[str, float], dict[str, str]]:
     return metrics, overlays
 
 
+def _model_record(uri: str, name: str) -> ModelRecord:
+    """A model folder or a run's ``checkpoints/epoch_NNNN``: the metrics its ``model.json`` carries."""
+    from raysegment.models import read_metadata
+    from raysegment.train.export import resolve_model
+
+    try:
+        model_uri = resolve_model(uri)
+    except ConfigError:
+        raise ConfigError(f"{uri}: not a train run, tune experiment, evaluate output or model "
+                          "(no summary.json, case_metrics.parquet or model.json)") from None
+    metadata = read_metadata(model_uri)
+    record = ModelRecord(name, "model", uri, _training_metrics(metadata.get("metrics") or {}),
+                         {**_model_info(model_uri), "best_epoch": metadata.get("epoch")})
+    evaluation = storage.join(model_uri, "evaluation")
+    if storage.exists(storage.join(evaluation, "case_metrics.parquet")):
+        metrics, record.overlays = _evaluation(evaluation)
+        record.metrics.update(metrics)
+    return record
+
+
 def read_record(uri: str) -> ModelRecord:
     """Read one folder; raises ConfigError naming it when it is none of the three kinds."""
     uri = storage.normalize(uri)
@@ -111,7 +132,7 @@ def read_record(uri: str) -> ModelRecord:
         metrics, overlays = _evaluation(uri)
         return ModelRecord(name, "evaluate", uri, metrics, {}, overlays)
     if not storage.exists(summary_uri):
-        raise ConfigError(f"{uri}: not a train run, tune experiment or evaluate output (no summary.json or case_metrics.parquet)")
+        return _model_record(uri, name)
     summary = _json(summary_uri)
     if "best_trial" in summary:
         run_uri = storage.join(uri, "trials", summary["best_trial"])

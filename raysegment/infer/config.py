@@ -26,11 +26,13 @@ class InferConfig(BaseModel):
         model: checkpoint directory (``raysegment.models`` format).
         manifest: Parquet manifest of the cases to segment.
         out: output root: ``masks/``, ``records/``, ``metrics.parquet``, ``errors.parquet``, ``run.json``.
-        workers: predictor actors, each loading the model once.
+        workers: predictor actors, each loading the model once. None (the default): what fits a
+            local machine (:mod:`raysegment.sizing`), 1 on a cluster.
         gpus_per_worker: GPUs per predictor actor (0 runs on CPU).
         cpus_per_worker: CPUs reserved per predictor actor; on CPU its model also runs that many
             threads (rounded up), so ``workers * cpus_per_worker`` near the node's cores uses the
-            whole machine while decode and write tasks fill the gaps.
+            whole machine while decode and write tasks fill the gaps. None (the default): what
+            fits a local machine (:mod:`raysegment.sizing`), 1 on a cluster.
         batch_size: slices per forward pass.
         amp: forward passes under autocast: ``bf16`` (GPU or CPU) or ``fp16`` (GPU only; full
             precision on CPU); masks may differ from full precision in a few boundary voxels.
@@ -51,9 +53,9 @@ class InferConfig(BaseModel):
     model: str
     manifest: str
     out: str
-    workers: int = Field(1, ge=1)
+    workers: int | None = Field(None, ge=1)
     gpus_per_worker: float = Field(0.0, ge=0)
-    cpus_per_worker: float = Field(1.0, gt=0)
+    cpus_per_worker: float | None = Field(None, gt=0)
     batch_size: int = Field(16, ge=1)
     amp: Literal["none", "bf16", "fp16"] = "none"
     format: OutputFormat = "auto"

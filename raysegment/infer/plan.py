@@ -11,6 +11,7 @@ from typing import Any
 from raysegment.infer.config import InferConfig
 from raysegment.postprocess import PostprocessConfig
 from raysegment.preprocess import PreprocessConfig
+from raysegment.sizing import CLUSTER_CPUS_PER_WORKER
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Plan:
             one_hot=config.one_hot,
             overwrite=config.overwrite,
             batch_size=config.batch_size,
-            threads=max(1, math.ceil(config.cpus_per_worker)),
+            threads=max(1, math.ceil(config.cpus_per_worker or CLUSTER_CPUS_PER_WORKER)),  # None: not sized yet
             amp=config.amp,
         )
 

@@ -28,10 +28,10 @@ from raysegment.infer.predictor import Predictor
 from raysegment.infer.units import group_units, units_per_call
 from raysegment.infer.write import write_unit
 from raysegment.runtime import check_local_request, local_resources, task_runtime_env
+from raysegment.sizing import IO_TASK_CPUS, size_infer
 
 ERROR_COLUMNS = ["case_id", "stage", "error"]
 EXIT_OK, EXIT_SOME_FAILED = 0, 3
-_IO_TASK_CPUS = 0.5
 
 
 @dataclass
@@ -68,7 +68,8 @@ class InferenceResult:
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
 
-def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], None] | None = None) -> InferenceResult:
+def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], None] | None = None,
+                  console=None) -> InferenceResult:
     """Segment every case of ``config.manifest`` with ``config.model`` into ``config.out``.
 
     The checkpoint and the manifest are read on the driver first, so a wrong URI, bad credentials
@@ -78,6 +79,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
         config: the run.
         on_case: called on the driver with each finished case's result row and the number of
             cases in the run (progress display).
+        console: a rich Console for the line saying what the run takes of the machine, or None.
 
     Raises:
         RaySegmentError: unreadable checkpoint or manifest (per-case problems never raise).
@@ -91,11 +93,16 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
 
     started = _now()
     config = config.model_copy(update={"model": resolve_model(config.model)})  # a run folder or epoch checkpoint too
-    plan = Plan.build(config, read_metadata(config.model))
+    metadata = read_metadata(config.model)
     manifest = read_manifest(config.manifest)
     if config.limit is not None:
         manifest = manifest.head(config.limit)
     init_ray(config.address)
+    sizing = size_infer(local_resources(config.address), config.workers, config.cpus_per_worker, config.gpus_per_worker)
+    if console is not None:
+        console.print(sizing.line(), markup=False, highlight=False, soft_wrap=True)
+    config = config.model_copy(update={"workers": sizing.workers, "cpus_per_worker": sizing.cpus_per_worker})
+    plan = Plan.build(config, metadata)
     io = io_tasks(config)  # fails fast on a request the local instance cannot meet
     storage.remove_stale_temporaries(config.out)  # what a run killed mid-write left behind
     context = ray.data.DataContext.get_current()
@@ -159,24 +166,26 @@ def io_tasks(config: InferConfig) -> IoTasks:
     nor checked: its autoscaler adds CPUs and GPUs for the queue.
 
     Raises:
-        ConfigError: the predictors would leave a local instance less than ``_IO_TASK_CPUS`` for
+        ConfigError: the predictors would leave a local instance less than ``IO_TASK_CPUS`` for
             decoding and writing (Ray Data would wait forever), or ask for GPUs it lacks.
     """
     have = local_resources(config.address)
     if have is None:
-        return IoTasks(_IO_TASK_CPUS, None)
-    check_local_request(config.address, {"GPU": config.workers * config.gpus_per_worker},
-                        f"--workers {config.workers} x --gpus-per-worker {config.gpus_per_worker:g}")
+        return IoTasks(IO_TASK_CPUS, None)
+    sizing = size_infer(have, config.workers, config.cpus_per_worker, config.gpus_per_worker)  # the run's, when sized
+    workers = sizing.workers
+    check_local_request(config.address, {"GPU": workers * config.gpus_per_worker},
+                        f"--workers {workers} x --gpus-per-worker {config.gpus_per_worker:g}")
     cpus = have.get("CPU", 0.0)
-    wanted = config.workers * config.cpus_per_worker
-    if wanted + _IO_TASK_CPUS > cpus:
+    wanted = workers * sizing.cpus_per_worker
+    if wanted + IO_TASK_CPUS > cpus:
         raise ConfigError(
-            f"--workers {config.workers} x --cpus-per-worker {config.cpus_per_worker:g} = {wanted:g} CPUs for predictors "
-            f"leaves less than {_IO_TASK_CPUS:g} of the {cpus:g} local CPUs for reading and writing scans; "
-            f"lower --workers or --cpus-per-worker (e.g. --cpus-per-worker {max(cpus - _IO_TASK_CPUS, 0.1) / config.workers:.2g})"
+            f"--workers {workers} x --cpus-per-worker {sizing.cpus_per_worker:g} = {wanted:g} CPUs for predictors "
+            f"leaves less than {IO_TASK_CPUS:g} of the {cpus:g} local CPUs for reading and writing scans; "
+            f"lower --workers or --cpus-per-worker (e.g. --cpus-per-worker {max(cpus - IO_TASK_CPUS, 0.1) / workers:.2g})"
         )
     per_stage = (cpus - wanted) / 2
-    io_cpus = min(_IO_TASK_CPUS, per_stage)
+    io_cpus = min(IO_TASK_CPUS, per_stage)
     return IoTasks(io_cpus, max(1, int(per_stage // io_cpus)))
 
 

@@ -9,18 +9,26 @@ Sizes with 3 input channels and 1 class: 7,763,041 parameters at the defaults (`
 Buda et al.'s LGG U-Net and the 7.76M U-Net of the U-Net++ paper), 31,037,633 at Ronneberger et
 al.'s ``base_channels=64`` (the published ~31.0M). The default is the width the field trains on
 brain MRI: four times cheaper than 64 for no loss of Dice on LGG (Buda et al.).
+
+``encoder`` (registered builder :func:`unet`): ``classic`` (or None, the default) is this network;
+any smp/timm encoder name (``resnet34``, ``vgg16``, ``efficientnet-b0``, ``tu-<timm name>``)
+gives smp's U-Net decoder on that encoder instead, with ``encoder_weights`` (``imagenet`` by
+default), ``freeze_encoder_stages`` and smp's own options, as ``smp-Unet`` takes them
+(:mod:`raysegment.models.smp_models`); ``base_channels`` and ``depth`` belong to this network alone.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from raysegment.models.blocks import DoubleConv, check_input_size, up_conv, widths
 from raysegment.models.factory import MODELS
+from raysegment.models.smp_models import build_with_encoder
 
 
-@MODELS.register("unet")
 class UNet(nn.Module):
     """Classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, transposed-conv up.
 
@@ -53,3 +61,19 @@ class UNet(nn.Module):
         for up, block in zip(self.up, self.decoder):
             x = block(torch.cat([skips.pop(), up(x)], dim=1))
         return self.head(x)
+
+
+@MODELS.register("unet")
+def unet(
+    in_channels: int = 3,
+    classes: int = 1,
+    base_channels: int = 32,
+    depth: int = 4,
+    encoder: str | None = None,
+    encoder_weights: str | None = "imagenet",
+    freeze_encoder_stages: int = 0,
+    **options: Any,
+) -> nn.Module:
+    """Classic U-Net (base_channels, depth), or smp's U-Net decoder on any smp/timm encoder."""
+    return build_with_encoder("unet", "Unet", UNet, in_channels, classes, encoder, base_channels=base_channels, depth=depth,
+                              encoder_weights=encoder_weights, freeze_encoder_stages=freeze_encoder_stages, **options)

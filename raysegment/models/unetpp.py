@@ -15,18 +15,25 @@ final logits alone, so evaluation and inference code never see a list.
 
 At the defaults (base 32, depth 4, 3 input channels, 1 class) it has 9,045,825 parameters, the
 9.04M of the paper.
+
+``encoder`` (registered builder :func:`unetpp`): ``classic`` (or None, the default) is this
+network; any smp/timm encoder name gives ``smp.UnetPlusPlus`` on that encoder, with the options of
+``smp-UnetPlusPlus`` (see :func:`raysegment.models.smp_models.build_with_encoder`). Deep supervision
+is this network's alone: asking for it with another encoder is a ConfigError.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from raysegment.models.blocks import DoubleConv, check_input_size, up_conv, widths
 from raysegment.models.factory import MODELS
+from raysegment.models.smp_models import build_with_encoder
 
 
-@MODELS.register("unetpp")
 class UNetPlusPlus(nn.Module):
     """U-Net++: nested dense skip pathways, optional deep supervision (Zhou et al. 2018).
 
@@ -83,3 +90,21 @@ class UNetPlusPlus(nn.Module):
         if not self.training:
             return self.heads[-1](grid[0][self.depth])
         return [head(grid[0][j]) for j, head in enumerate(self.heads, start=1)]
+
+
+@MODELS.register("unetpp")
+def unetpp(
+    in_channels: int = 3,
+    classes: int = 1,
+    base_channels: int = 32,
+    depth: int = 4,
+    deep_supervision: bool = False,
+    encoder: str | None = None,
+    encoder_weights: str | None = "imagenet",
+    freeze_encoder_stages: int = 0,
+    **options: Any,
+) -> nn.Module:
+    """U-Net++ with nested dense skips and optional deep supervision, or smp's U-Net++ on any smp/timm encoder."""
+    return build_with_encoder("unetpp", "UnetPlusPlus", UNetPlusPlus, in_channels, classes, encoder,
+                              base_channels=base_channels, depth=depth, deep_supervision=deep_supervision,
+                              encoder_weights=encoder_weights, freeze_encoder_stages=freeze_encoder_stages, **options)

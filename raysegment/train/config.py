@@ -89,7 +89,8 @@ class OptimSection(_Section):
 class ScalingSection(_Section):
     workers: int = Field(1, ge=1)
     gpus_per_worker: float = Field(0.0, ge=0)
-    cpus_per_worker: float = Field(1.0, gt=0)
+    cpus_per_worker: float | None = Field(None, gt=0, description="CPUs per worker; null: what fits a local machine "
+                                          "(see raysegment.sizing), 1 on a cluster")
 
 
 class CheckpointSection(_Section):

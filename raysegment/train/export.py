@@ -5,6 +5,8 @@ weights, metrics or epoch (spec, preprocessing, post-processing, class names, ch
 an epoch is then that template, the epoch's weights (``checkpoints/epoch_NNNN/state.pt``) and its
 row of the history, with no manifest to read again. ``best/`` and ``last/`` are two such exports;
 :func:`resolve_model` exports any other kept epoch on first use, into ``epochs/epoch_NNNN/``.
+Every command that takes a model (``evaluate``, ``infer``, ``export``, ``compare``) goes through
+:func:`resolve_model`, so each accepts a model folder, a run or a run's checkpoint alike.
 """
 
 from __future__ import annotations
@@ -79,6 +81,36 @@ def export_epoch(run_uri: str, epoch: int, out: str, metrics: dict[str, Any] | N
     model.load_state_dict(state["model"])
     scores = {k: float(v) for k, v in metrics.items() if k.startswith(("train_", "val_")) and isinstance(v, (int, float))}
     save_model(out, model, spec, **template, metrics=scores, epoch=int(epoch), run_uri=run_uri, **extra)
+    return out
+
+
+def export_model(uri: str, out: str, epoch: int | None = None) -> str:
+    """Write the model that ``uri`` names as a model folder ``out``; returns ``out``.
+
+    ``uri`` is anything :func:`resolve_model` takes (a model folder, a training run or tune
+    experiment, a run's ``checkpoints/epoch_NNNN``). ``epoch`` picks a kept epoch of a training run
+    instead of its best model, or must match the epoch of the checkpoint that ``uri`` names.
+
+    Raises:
+        ConfigError: ``uri`` names no model, or ``epoch`` does not apply to it.
+    """
+    from raysegment.models.checkpoint import SPEC_FILE, WEIGHTS_FILE
+
+    uri = storage.normalize(uri).rstrip("/")
+    if epoch is not None:
+        match = _EPOCH_DIR.search(uri)
+        if match and uri.rsplit("/", 2)[-2] == CHECKPOINTS_DIR:
+            if int(match.group(1)) != epoch:
+                raise ConfigError(f"{uri} is the checkpoint of epoch {int(match.group(1))}, not of epoch {epoch}")
+            return export_epoch(uri.rsplit("/", 2)[0], epoch, out)
+        if storage.exists(storage.join(uri, TEMPLATE_FILE)):
+            return export_epoch(uri, epoch, out)
+        raise ConfigError(f"{uri}: --epoch picks a kept epoch of a training run, and this is not one (no {TEMPLATE_FILE})")
+    source = resolve_model(uri)
+    # the weights first and model.json last, as save_model writes them: a readable model.json means a whole model
+    storage.delete(storage.join(out, SPEC_FILE))
+    storage.write_bytes(storage.join(out, WEIGHTS_FILE), storage.read_bytes(storage.join(source, WEIGHTS_FILE)))
+    storage.write_bytes(storage.join(out, SPEC_FILE), storage.read_bytes(storage.join(source, SPEC_FILE)))
     return out
 
 

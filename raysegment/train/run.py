@@ -26,7 +26,8 @@ import pandas as pd
 from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.models.checkpoint import ModelSpec
-from raysegment.runtime import check_local_request, init_ray
+from raysegment.runtime import init_ray, local_resources
+from raysegment.sizing import size_train
 from raysegment.train.config import TrainConfig
 from raysegment.train.data import build_dataset, input_channels, load_splits
 from raysegment.train.export import export_epoch, kept_epochs, write_template
@@ -75,9 +76,11 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
         raise ConfigError("train: both an output folder (--out) and a manifest (--manifest) are needed")
     started = time.perf_counter()
     init_ray(address)
+    sizing = size_train(local_resources(address), config.scaling.workers, config.scaling.cpus_per_worker, config.scaling.gpus_per_worker)
+    if console is not None:
+        console.print(sizing.line(), markup=False, highlight=False, soft_wrap=True)
+    config = config.model_copy(update={"scaling": config.scaling.model_copy(update={"cpus_per_worker": sizing.cpus_per_worker})})
     scaling = config.scaling
-    check_local_request(address, {"CPU": scaling.workers * scaling.cpus_per_worker, "GPU": scaling.workers * scaling.gpus_per_worker},
-                        f"--workers {scaling.workers} x (--cpus-per-worker {scaling.cpus_per_worker:g}, --gpus-per-worker {scaling.gpus_per_worker:g})")
     # Ray Data's progress logs would drown the per-epoch lines.
     ray.data.DataContext.get_current().enable_progress_bars = False
     run_uri = storage.normalize(config.out)

@@ -77,7 +77,7 @@ class TuneConfig(BaseModel):
 
 
 def load_tune_config(job: str | None = None, train_config: str | None = None, space: str | None = None,
-                     overrides: dict[str, Any] | None = None) -> TuneConfig:
+                     overrides: dict[str, Any] | None = None, sets: dict[str, Any] | None = None) -> TuneConfig:
     """Build a :class:`TuneConfig` from a tune job file, a base training job, a space file and options.
 
     Args:
@@ -85,6 +85,8 @@ def load_tune_config(job: str | None = None, train_config: str | None = None, sp
         train_config: a training job YAML (``raysegment train --config``) replacing ``job``'s ``train``.
         space: a space YAML whose keys are applied over ``job``'s ``space``.
         overrides: dotted TuneConfig keys (``samples``, ``train.optim.lr``...); None values skipped.
+        sets: dotted keys from ``--set``, applied last; a None value sets null
+            (``train.model.config.encoder_weights=null``).
     """
     from raysegment.tune.space import load_space
 
@@ -96,4 +98,6 @@ def load_tune_config(job: str | None = None, train_config: str | None = None, sp
     for key, value in (overrides or {}).items():
         if value is not None:
             set_dotted(data, key, value)
+    for key, value in (sets or {}).items():
+        set_dotted(data, key, value)
     return validate(TuneConfig, data, job or "tune config")

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from raysegment import storage
-from raysegment.errors import ConfigError
+from raysegment.errors import ConfigError, RaySegmentError
 from raysegment.runtime import init_ray, local_resources
+from raysegment.sizing import size_tune
 from raysegment.train.config import apply_overrides
 from raysegment.tune import plots, results
 from raysegment.tune import space as spaces
 from raysegment.tune.config import TuneConfig
-from raysegment.tune.trial import max_concurrent_trials, run_trial, scaling_overrides, trial_name
+from raysegment.tune.trial import run_trial, scaling_overrides, trial_name
 
 TUNE_DIR = "tune"
 
@@ -90,13 +91,43 @@ def _search_alg(config: TuneConfig, space: dict, max_concurrent: int | None):
 
 def base_train_config(config: TuneConfig):
     """The training job every trial starts from: the search's model, manifest, epochs and scaling."""
+    manifest = config.manifest or config.train.data.manifest
     changes = {
         "model.name": config.model,
-        "data.manifest": config.manifest,
+        # absolute: a trial's driver runs in its own working directory
+        "data.manifest": storage.normalize(manifest) if manifest else None,
         "optim.epochs": config.max_epochs,
         **scaling_overrides(config.workers_per_trial, config.gpus_per_trial),
     }
     return apply_overrides(config.train, {k: v for k, v in changes.items() if v is not None}, source="tune base config")
+
+
+def check_models(base, space: dict, limit: int = 256) -> None:
+    """Build (shapes only, nothing downloaded) the model of every combination of the space's model choices.
+
+    Options that do not go together (``base_channels`` of the base job with a searched smp
+    encoder) then fail here, once, naming the combination, rather than in the trials that draw it.
+
+    Raises:
+        ConfigError: a combination's model does not build.
+    """
+    import itertools
+
+    import torch
+
+    from raysegment.models import ModelSpec
+
+    keys = [k for k in spaces.searched_keys(space) if (k == "model" or k.startswith("model.")) and
+            next(iter(space[k])) in ("choice", "grid")]
+    for combo in itertools.islice(itertools.product(*(next(iter(space[k].values())) for k in keys)), limit):
+        params = dict(zip(keys, combo))
+        model = apply_overrides(base, spaces.decode_params(params, []), source="search space").model
+        try:
+            with torch.device("meta"):
+                ModelSpec(model.name, config=model.config).build(pretrained=False)
+        except RaySegmentError as exc:
+            drawn = ", ".join(f"{k}={v}" for k, v in params.items()) or "the base job's model"
+            raise ConfigError(f"search space: trials drawing {drawn} would fail: {exc}") from None
 
 
 def run_tune(config: TuneConfig, address: str | None = None, console=None, callbacks: list | None = None) -> TuneResult:
@@ -126,13 +157,17 @@ def run_tune(config: TuneConfig, address: str | None = None, console=None, callb
         if isinstance(sample, dict) and "grid_search" in sample:
             sample = sample["grid_search"][0]
         apply_overrides(base, spaces.decode_params({key: sample}, encoded), source=f"search space {key!r}")
+    check_models(base, space)
 
     started = time.perf_counter()
     init_ray(address)
     # A cluster's autoscaler adds nodes for queued trials, so only a local instance caps them by its size.
-    local = local_resources(address)
-    concurrent = config.max_concurrent if local is None else max_concurrent_trials(
-        local, base.scaling.workers, base.scaling.cpus_per_worker, base.scaling.gpus_per_worker, config.driver_cpus, config.max_concurrent)
+    sizing = size_tune(local_resources(address), config.samples, base.scaling.workers, base.scaling.cpus_per_worker,
+                       base.scaling.gpus_per_worker, config.driver_cpus, config.max_concurrent)
+    if console is not None:
+        console.print(sizing.line(), markup=False, highlight=False, soft_wrap=True)
+    base = base.model_copy(update={"scaling": base.scaling.model_copy(update={"cpus_per_worker": sizing.cpus_per_worker})})
+    concurrent = sizing.concurrent
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, base=base.model_dump(mode="json"), exp_uri=exp_uri, encoded=encoded),
         {"CPU": config.driver_cpus},
@@ -173,6 +208,12 @@ def write_reports(config: TuneConfig, grid, exp_uri: str, keys: list[str], encod
     trials, history = results.collect(grid, exp_uri, config.metric, config.mode, encoded)
     results.write_parquet(trials, storage.join(exp_uri, "trials.parquet"))
     results.write_parquet(history, storage.join(exp_uri, "history.parquet"))
+    if config.metric not in history or history[config.metric].isna().all():
+        errors = [e for e in trials.get("error", pd.Series(dtype=object)).dropna() if str(e).strip()]
+        first = " ".join(str(errors[0]).split())[-300:] if errors else "none recorded"  # a traceback ends with the error
+        counts = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
+        raise RaySegmentError(f"{exp_uri}: no trial reported {config.metric} ({counts}); the first error ends: ...{first} "
+                              "(trials.parquet has them all)")
     best = results.best_epoch(history, exp_uri, config.metric, config.mode)
     best_model_uri, best_config_uri = results.export_best(exp_uri, best)
     log_keys = [k for k, s in search_space(config).items() if isinstance(s, dict) and "loguniform" in s]

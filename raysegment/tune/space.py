@@ -36,11 +36,17 @@ COMMON_SPACE: dict[str, Any] = {
     "optim.weight_decay": {"choice": [0.0, 1.0e-5, 1.0e-4]},
 }
 
-#: Added for models by name (``smp-*``: every smp architecture).
+#: smp/timm encoders searched by default: the seed experiments' ResNets and VGG, and a small EfficientNet.
+ENCODERS = ["resnet34", "resnet50", "vgg16", "efficientnet-b0"]
+
+#: Added for models by name (``smp-*``: every smp architecture). ``unet`` and ``unetpp`` search
+#: their own (classic) encoder beside the smp ones; their width (``base_channels``) is not
+#: searched by default, as it applies to the classic encoder alone and every trial must get
+#: options its encoder takes (a per-encoder search is a ``model.config`` choice of mappings).
 MODEL_SPACES: dict[str, dict[str, Any]] = {
-    "smp-*": {"model.config.encoder": {"choice": ["resnet34", "resnet50", "vgg16", "efficientnet-b0"]}},
-    "unet": {"model.config.base_channels": {"choice": [16, 32, 64]}},
-    "unetpp": {"model.config.base_channels": {"choice": [16, 32]}},
+    "smp-*": {"model.config.encoder": {"choice": ENCODERS}},
+    "unet": {"model.config.encoder": {"choice": ["classic", *ENCODERS]}},
+    "unetpp": {"model.config.encoder": {"choice": ["classic", *ENCODERS]}},
 }
 
 

@@ -12,25 +12,19 @@ trial's latest checkpoint there.
 
 Resources: in Train V2 the TorchTrainer reserves its workers in its own placement group, outside
 the trial's. The trial itself reserves only its driver (``driver_cpus``), and
-:func:`max_concurrent_trials` caps how many trials run at once by what the workers of one trial
-need, as Ray's docs recommend, so trials never wait on each other's workers. When Tune stops a
+:func:`raysegment.sizing.size_tune` caps how many trials run at once by what the workers of one
+trial need, as Ray's docs recommend, so trials never wait on each other's workers. When Tune stops a
 trial, :mod:`raysegment.tune.cleanup` frees the group its training run leaves behind.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from raysegment import storage
-from raysegment.errors import ConfigError
 from raysegment.train.config import TrainConfig, apply_overrides
 
 TRIALS_DIR = "trials"
-
-#: CPUs left free for the Ray Data tasks that read and preprocess each trial's scans (one task
-#: takes one CPU); without them, trials whose workers hold every CPU would wait forever.
-DATA_CPUS = 1.0
 
 
 def trial_name(trial) -> str:
@@ -73,23 +67,3 @@ def run_trial(params: dict[str, Any], base: dict, exp_uri: str, encoded: list[st
     run_uri = trial_run_uri(exp_uri, tune.get_context().get_trial_name())
     config = trial_config(TrainConfig.model_validate(base), decode_params(params, encoded), run_uri)
     train(config, callbacks=[TuneReportCallback()])
-
-
-def max_concurrent_trials(cluster: dict[str, float], workers: int, cpus_per_worker: float, gpus_per_worker: float,
-                          driver_cpus: float, requested: int | None = None) -> int:
-    """How many trials fit the cluster at once (at most ``requested``), keeping :data:`DATA_CPUS` free.
-
-    Raises:
-        ConfigError: when not even one trial fits.
-    """
-    cpus_per_trial = workers * cpus_per_worker + driver_cpus
-    free_cpus = cluster.get("CPU", 0) - DATA_CPUS
-    limits = [math.floor(free_cpus / cpus_per_trial + 1e-9)] if cpus_per_trial > 0 else []
-    if gpus_per_worker > 0:
-        limits.append(math.floor(cluster.get("GPU", 0) / (workers * gpus_per_worker) + 1e-9))
-    fits = min(limits) if limits else 1
-    if fits < 1:
-        raise ConfigError(f"one trial needs {cpus_per_trial:g} CPU and {workers * gpus_per_worker:g} GPU, plus "
-                          f"{DATA_CPUS:g} CPU for data loading; the cluster has {cluster.get('CPU', 0):g} CPU and "
-                          f"{cluster.get('GPU', 0):g} GPU (lower --cpus-per-worker or --workers-per-trial)")
-    return min(fits, requested) if requested else fits

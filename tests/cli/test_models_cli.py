@@ -33,5 +33,6 @@ def test_json_counts_match_built_models(monkeypatch):
     assert rows["unet"]["parameters"] == count_parameters(create_model("unet", in_channels=4, classes=3))
     smp_unet = create_model("smp-Unet", in_channels=4, classes=3, encoder_weights=None)
     assert rows["smp-Unet"]["parameters"] == count_parameters(smp_unet)
-    assert rows["unetpp"]["options"] == {"base_channels": 32, "depth": 4, "deep_supervision": False}
+    assert rows["unetpp"]["options"] == {"base_channels": 32, "depth": 4, "deep_supervision": False, "encoder": None,
+                                         "encoder_weights": "imagenet", "freeze_encoder_stages": 0}
     assert all(row["description"] for row in rows.values())

@@ -98,7 +98,7 @@ def test_a_night_without_new_scans_is_a_clean_empty_run(lgg, tmp_path, ray_sessi
 def test_predictors_that_take_every_local_cpu_fail_fast(lgg, tmp_path, ray_session, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # Two 1-CPU predictors on the 2-CPU test instance would leave Ray Data no CPU to read scans with.
-    config = InferConfig(model=lgg["model"], manifest=lgg["manifest"], out=str(tmp_path / "out"), workers=2)
+    config = InferConfig(model=lgg["model"], manifest=lgg["manifest"], out=str(tmp_path / "out"), workers=2, cpus_per_worker=1)
     with pytest.raises(ConfigError, match=r"--workers 2 x --cpus-per-worker 1 = 2 CPUs.*of the 2 local CPUs") as info:
         run_inference(config)
     assert "\n" not in str(info.value)
@@ -111,9 +111,10 @@ def test_local_decode_and_write_each_get_half_the_cpus_the_predictors_leave(tmp_
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # 2 local CPUs. Sharing the spare ones, Ray Data starved writing and started a worker per queued task.
     config = lambda **kw: InferConfig(model="m.pt", manifest="m.parquet", out=str(tmp_path), **kw)  # noqa: E731
-    assert io_tasks(config()) == IoTasks(cpus=0.5, limit=1)
+    assert io_tasks(config(workers=1, cpus_per_worker=1)) == IoTasks(cpus=0.5, limit=1)
     assert io_tasks(config(workers=2, cpus_per_worker=0.75)) == IoTasks(cpus=0.25, limit=1)
-    assert io_tasks(config(cpus_per_worker=0.5)) == IoTasks(cpus=0.5, limit=1)
-    assert io_tasks(config(cpus_per_worker=0.25)) == IoTasks(cpus=0.5, limit=1)
+    assert io_tasks(config()) == IoTasks(cpus=0.25, limit=1)  # the default on 2 CPUs: 2 predictors x 0.75 CPU
+    assert io_tasks(config(workers=1, cpus_per_worker=0.5)) == IoTasks(cpus=0.5, limit=1)
+    assert io_tasks(config(workers=1, cpus_per_worker=0.25)) == IoTasks(cpus=0.5, limit=1)
     # A cluster's autoscaler adds CPUs for whatever is queued: no cap there.
     assert io_tasks(config(address="ray://head:10001")) == IoTasks(cpus=0.5, limit=None)

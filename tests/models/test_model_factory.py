@@ -80,7 +80,8 @@ def test_unknown_model_lists_valid_names():
 def test_unknown_option_lists_valid_options():
     with pytest.raises(ConfigError, match="'widht'.*valid: base_channels, depth"):
         create_model("unet", widht=3)
-    assert model_options("unetpp") == {"base_channels": 32, "depth": 4, "deep_supervision": False}
+    assert model_options("unetpp") == {"base_channels": 32, "depth": 4, "deep_supervision": False, "encoder": None,
+                                       "encoder_weights": "imagenet", "freeze_encoder_stages": 0}
 
 
 def test_bad_channel_counts_are_config_errors():

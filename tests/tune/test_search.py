@@ -32,7 +32,7 @@ SPACE = {
     "optim.loss": {"choice": ["dice", "bce_dice"]},
     "optim.batch_size": None,
     "optim.weight_decay": None,
-    "model.config.base_channels": None,
+    "model.config.encoder": None,
 }
 SAMPLES, STARTUP = 4, 2  # the last two trials are TPE's own suggestions, modelled on the first ones' results
 

@@ -8,27 +8,13 @@ from raysegment.errors import ConfigError
 from raysegment.train.config import TrainConfig
 from raysegment.tune import load_tune_config
 from raysegment.tune.run import base_train_config
-from raysegment.tune.trial import max_concurrent_trials, scaling_overrides, trial_config
+from raysegment.tune.trial import scaling_overrides, trial_config
 
 
-def test_fractional_gpus_pack_trials_on_one_gpu():
+def test_a_trials_gpus_are_split_over_its_workers():
     assert scaling_overrides(1, 0.25) == {"scaling.workers": 1, "scaling.gpus_per_worker": 0.25}
-    # 16 CPUs and 1 GPU: four quarter-GPU trials fit; the GPU is the limit.
-    assert max_concurrent_trials({"CPU": 16, "GPU": 1}, 1, 1.0, 0.25, 0.1) == 4
-    # two workers of 0.25 GPU each per trial (gpus_per_trial 0.5): two trials.
+    # two workers of 0.25 GPU each per trial (gpus_per_trial 0.5); how many trials fit: tests/test_sizing.py
     assert scaling_overrides(2, 0.5)["scaling.gpus_per_worker"] == 0.25
-    assert max_concurrent_trials({"CPU": 16, "GPU": 1}, 2, 1.0, 0.25, 0.1) == 2
-
-
-def test_concurrency_keeps_a_cpu_for_data_and_honours_the_request():
-    # 2 CPUs: 1 kept for Ray Data tasks, 0.35 per trial -> 2 trials.
-    assert max_concurrent_trials({"CPU": 2}, 1, 0.25, 0.0, 0.1) == 2
-    assert max_concurrent_trials({"CPU": 2}, 1, 0.25, 0.0, 0.1, requested=1) == 1
-    assert max_concurrent_trials({"CPU": 64}, 1, 1.0, 0.0, 0.1, requested=8) == 8
-    with pytest.raises(ConfigError, match="data loading"):
-        max_concurrent_trials({"CPU": 2}, 2, 1.0, 0.0, 0.1)
-    with pytest.raises(ConfigError, match="GPU"):
-        max_concurrent_trials({"CPU": 8}, 1, 1.0, 1.0, 0.1)
 
 
 def test_trial_config_applies_params_and_the_search_settings(tiny_lgg):
@@ -43,3 +29,31 @@ def test_trial_config_applies_params_and_the_search_settings(tiny_lgg):
     assert trial.out == "/x/trials/trial_00001" and trial.tracking.progress is False
     with pytest.raises(ConfigError, match="optim.lr"):
         trial_config(base, {"optim.lr": -1.0}, "/x")
+
+
+def test_a_relative_manifest_reaches_the_trials_as_an_absolute_path(tmp_path, monkeypatch):
+    """Each trial's driver runs in a working directory of its own: a path relative to the caller's would miss."""
+    monkeypatch.chdir(tmp_path)
+    for overrides in ({"manifest": "m.parquet"}, {"train.data.manifest": "m.parquet"}):
+        assert base_train_config(load_tune_config(overrides=overrides)).data.manifest == str(tmp_path / "m.parquet")
+    assert base_train_config(load_tune_config(overrides={"manifest": "s3://bucket/m.parquet"})).data.manifest == "s3://bucket/m.parquet"
+
+
+def test_set_null_reaches_the_trials(monkeypatch):
+    """``--set KEY=null`` is a value (random encoder weights), not an option left out."""
+    from typer.testing import CliRunner
+
+    import raysegment.tune
+    from raysegment.cli import app
+
+    seen = []
+
+    def fake_run_tune(config, **kwargs):
+        seen.append(config)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(raysegment.tune, "run_tune", fake_run_tune)
+    result = CliRunner().invoke(app, ["tune", "--model", "unetpp", "--manifest", "m.parquet", "--out", "x",
+                                      "--set", "train.model.config.encoder_weights=null", "--set", "samples=3"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].samples == 3 and base_train_config(seen[0]).model.config == {"encoder_weights": None}

@@ -23,7 +23,7 @@ def test_search_ranks_exclusive_class_trials_per_patient(ray_session, tmp_path):
         "out": str(tmp_path / "exp"), "model": "unet", "manifest": manifest, "samples": 2, "max_epochs": 1,
         "max_concurrent": 1, "scheduler": "fifo", "search": "random", "seed": 0, "train": train,
         "space": {"optim.lr": {"loguniform": [1.0e-3, 1.0e-2]}, "optim.loss": {"choice": ["bce_dice", "focal"]},
-                  "optim.batch_size": None, "optim.weight_decay": None, "model.config.base_channels": None},
+                  "optim.batch_size": None, "optim.weight_decay": None, "model.config.encoder": None},
     }))
     config = load_tune_config(str(job))
     assert config.metric == "val_patient_dice"
