@@ -27,12 +27,15 @@ class PostprocessConfig(BaseModel):
         threshold: probability above which a voxel is foreground.
         largest_component: keep only each class's largest connected component of the case
             (3D over a volume or a patient's stacked slices; 2D for a lone slice).
+        mirror: average the probabilities of the slice and its mirror images (test-time
+            augmentation, as nnU-Net predicts; four forward passes per slice).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     threshold: float = Field(0.5, gt=0, lt=1)
     largest_component: bool = False
+    mirror: bool = False
 
     @property
     def logit_threshold(self) -> float:
@@ -51,6 +54,15 @@ class PostprocessConfig(BaseModel):
             return (prob > self.threshold).astype(np.uint8)
         winner = np.concatenate([1.0 - prob.sum(0, keepdims=True), prob]).argmax(0)
         return np.stack([winner == k + 1 for k in range(prob.shape[0])]).astype(np.uint8)
+
+    def masks_from_probabilities(self, prob, exclusive: bool = False):
+        """Label probabilities ``(N, K, *spatial)`` (a tensor) -> bool masks, as :meth:`binarize` decides."""
+        import torch
+
+        if not exclusive:
+            return prob > self.threshold
+        winner = torch.cat([1.0 - prob.sum(1, keepdim=True), prob], dim=1).argmax(1, keepdim=True)
+        return winner == torch.arange(1, prob.shape[1] + 1, device=prob.device).reshape(1, -1, *[1] * (prob.ndim - 2))
 
     def masks_from_logits(self, logits, exclusive: bool = False):
         """Model logits ``(N, C, *spatial)`` -> bool masks ``(N, K, *spatial)``, as :meth:`binarize` decides."""

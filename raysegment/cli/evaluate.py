@@ -19,6 +19,7 @@ def evaluate(
     threshold: Annotated[Optional[float], Opt(help="Probability above which a pixel is foreground (default: the checkpoint's).")] = None,
     largest_component: Annotated[Optional[bool], Opt("--largest-component/--no-largest-component",
                                                      help="Keep only the largest connected component per case or patient (default: the checkpoint's).")] = None,
+    mirror: Annotated[Optional[bool], Opt("--mirror/--no-mirror", help="Average over mirrored slices, 4 passes each (default: the checkpoint's).")] = None,
     workers: Annotated[int, Opt(help="Parallel scoring actors.")] = 1,
     max_cases: Annotated[Optional[int], Opt(help="At most this many cases per split.")] = None,
     address: Annotated[Optional[str], Opt(help="Ray cluster address; default RAY_ADDRESS or a local Ray.")] = None,
@@ -27,7 +28,7 @@ def evaluate(
     """Per-case metrics at the original resolution, summary statistics and best/median/worst overlays."""
     from raysegment.evaluate import evaluate as run_evaluate
 
-    overrides = {k: v for k, v in {"threshold": threshold, "largest_component": largest_component}.items() if v is not None}
+    overrides = {k: v for k, v in {"threshold": threshold, "largest_component": largest_component, "mirror": mirror}.items() if v is not None}
     progress = None
     if not as_json and not console.is_terminal:  # a job's log: plain lines with an ETA, as train, tune and infer print
         from raysegment.progress import CountProgress

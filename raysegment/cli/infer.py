@@ -30,6 +30,8 @@ def infer(
     largest_component: Annotated[bool | None, typer.Option(
         "--largest-component/--no-largest-component",
         help="Keep only each class's largest connected component, 3D over a patient's slices (default: the checkpoint's).")] = None,
+    mirror: Annotated[bool | None, typer.Option(
+        "--mirror/--no-mirror", help="Average over mirrored slices, 4 passes each (default: the checkpoint's).")] = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write per-class probability maps.")] = False,
     one_hot: Annotated[bool, typer.Option("--one-hot", help="Write classes as a stack (4D NIfTI, bit fields), not one label map in the source's values.")] = False,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default RAY_ADDRESS or a local instance.")] = None,
@@ -44,7 +46,7 @@ def infer(
     settings = InferConfig.load(
         config, date=date, model=model, manifest=manifest, out=out, workers=workers, gpus_per_worker=gpus_per_worker,
         cpus_per_worker=cpus_per_worker, batch_size=batch_size, amp=amp, format=format, overwrite=overwrite or None, limit=limit, threshold=threshold,
-        largest_component=largest_component, save_probabilities=save_probabilities or None, one_hot=one_hot or None,
+        largest_component=largest_component, mirror=mirror, save_probabilities=save_probabilities or None, one_hot=one_hot or None,
         address=address,
     )
     if json:

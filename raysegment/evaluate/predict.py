@@ -2,10 +2,11 @@
 
 The case is read once without any preprocessing steps (so its mask is the ground truth at the
 scan's own resolution); each slice then goes through the checkpoint's own steps
-(:func:`raysegment.preprocess.apply_steps`), the model, back through
-:func:`raysegment.preprocess.invert_geometry`, and the checkpoint's post-processing
-(:class:`raysegment.postprocess.PostprocessConfig`). Volumes are stacked again along the last axis and
-put back in the file's voxel order before scoring in 3D with the scan's spacing.
+(:func:`raysegment.preprocess.apply_steps`), the forward pass ``infer`` runs
+(:func:`raysegment.predict.forward_probabilities`), back to the scan's grid and through the
+checkpoint's post-processing exactly as ``infer`` does (:mod:`raysegment.infer.postprocess`).
+Volumes are stacked again along the last axis and put back in the file's voxel order before
+scoring in 3D with the scan's spacing.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from raysegment.infer.postprocess import postprocess_unit, to_input_grid
 from raysegment.metrics import case_metrics
 from raysegment.models.checkpoint import load_model
-from raysegment.postprocess import PostprocessConfig, label_probabilities
+from raysegment.postprocess import PostprocessConfig
+from raysegment.predict import forward_probabilities
 from raysegment.preprocess import (
     PreprocessConfig,
     apply_steps,
-    invert_geometry,
     iter_examples,
     normalise_slices,
     restore_orientation,
@@ -84,26 +86,24 @@ class CaseScorer:
         if normalised is None:
             normalised = normalise_slices([ex["image"] for ex in examples], self.preprocess)
         prepared = [apply_steps(image, None, self.preprocess, volume_normalised=True) for image in normalised]
-        probabilities = []
-        with torch.inference_mode():
-            for start in range(0, len(prepared), self.batch_size):
-                chunk = np.stack([image for image, _, _ in prepared[start:start + self.batch_size]])
-                logits = self.model(torch.from_numpy(chunk).to(self.device))
-                probabilities.extend(label_probabilities(logits.float(), self.preprocess.exclusive).cpu().numpy())
-        predictions = [self.postprocess.binarize(invert_geometry(p, record, mode="linear"), self.preprocess.exclusive)
-                       for p, (_, _, record) in zip(probabilities, prepared)]
-        finish = self.postprocess.clean if postprocess else (lambda mask: mask)
-        spacing = read_mask(row["mask_uri"]).spacing
-        if len(examples) == 1 and row.get("level") == "slice":
-            ex = examples[0]
-            return CasePrediction(row["case_id"], ex["image"], ex["mask"] > 0.5, finish(predictions[0]) > 0, tuple(spacing[:2]))
+        # The forward pass and the way back to the scan's grid are infer's own, so the figures here
+        # are those of the masks infer writes.
+        prob = forward_probabilities(self.model, np.stack([image for image, _, _ in prepared]), self.batch_size,
+                                     self.preprocess.exclusive, self.postprocess.mirror)
+        volume = not (len(examples) == 1 and row.get("level") == "slice")
         orientation = examples[0]["geometry"]["orientation"]
+        grid = to_input_grid(prob, prepared[0][2], orientation, volume=volume)
+        prediction = (postprocess_unit([grid], self.postprocess, self.preprocess.exclusive)[0] if postprocess
+                      else self.postprocess.binarize(grid, self.preprocess.exclusive))
+        spacing = read_mask(row["mask_uri"]).spacing
+        if not volume:
+            ex = examples[0]
+            return CasePrediction(row["case_id"], ex["image"], ex["mask"] > 0.5, prediction > 0, tuple(spacing[:2]))
         def stack(arrays):  # slices back into a volume, in the file's voxel order
             return restore_orientation(np.stack(arrays, axis=-1), orientation)
 
         return CasePrediction(row["case_id"], stack([ex["image"] for ex in examples]),
-                              stack([ex["mask"] for ex in examples]) > 0.5,
-                              finish(stack(predictions)) > 0, tuple(spacing))
+                              stack([ex["mask"] for ex in examples]) > 0.5, prediction > 0, tuple(spacing))
 
     def score(self, row: dict) -> list[dict]:
         """Per-class metric rows of one case (``case_id``, ``split``, ``class`` and the case metrics)."""

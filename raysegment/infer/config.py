@@ -42,6 +42,8 @@ class InferConfig(BaseModel):
         threshold: probability above which a voxel is foreground; None keeps the checkpoint's.
         largest_component: keep only each class's largest connected component (3D for volumes
             and for a patient's stacked slices); None keeps the checkpoint's.
+        mirror: average the probabilities over mirrored slices (test-time augmentation); None
+            keeps the checkpoint's.
         save_probabilities: also write the per-class probability map of each case.
         one_hot: write a mask's classes as a stack (4D NIfTI; TIFF/PNG bit ``k`` for class ``k``)
             rather than one label map in the source's own label values.
@@ -63,6 +65,7 @@ class InferConfig(BaseModel):
     limit: int | None = Field(None, ge=1)
     threshold: float | None = Field(None, gt=0, lt=1)
     largest_component: bool | None = None
+    mirror: bool | None = None
     save_probabilities: bool = False
     one_hot: bool = False
     address: str | None = None

@@ -59,7 +59,7 @@ class Plan:
         class_names = metadata.get("class_names") or preprocess.class_names
         if len(class_names) != labels:
             class_names = [f"class{k}" for k in range(labels)]
-        overrides = {k: getattr(config, k) for k in ("threshold", "largest_component") if getattr(config, k) is not None}
+        overrides = {k: getattr(config, k) for k in ("threshold", "largest_component", "mirror") if getattr(config, k) is not None}
         postprocess = PostprocessConfig(**(metadata.get("postprocess") or {})).model_copy(update=overrides)
         # Masks made with another post-processing are other outputs: they must not count as done.
         digest = hashlib.sha256(json.dumps({**metadata, "postprocess": postprocess.model_dump()}, sort_keys=True).encode()).hexdigest()[:12]

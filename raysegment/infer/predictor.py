@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from raysegment.infer.plan import Plan
-from raysegment.postprocess import label_probabilities
+from raysegment.predict import forward_probabilities
 
 
 class Predictor:
@@ -41,6 +41,7 @@ class Predictor:
         self.batch_size = plan.batch_size
         self.classes = len(plan.class_names)
         self.exclusive = plan.preprocess_config.exclusive
+        self.mirror = plan.postprocess_config.mirror
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """Add ``prob`` ``(S, K, h, w)`` float32 label probabilities and ``predict_seconds`` per unit.
@@ -73,28 +74,11 @@ class Predictor:
 
     def _run_group(self, rows: list[int], images, probs: list[np.ndarray], seconds: np.ndarray) -> None:
         """One concatenated stream of the slices of ``rows``, cut into forward passes of ``batch_size``."""
-        import torch
 
         stack = np.concatenate([images[i] for i in rows]) if len(rows) > 1 else images[rows[0]]
-        outputs = []
         start = time.perf_counter()
-        with torch.inference_mode():
-            for first in range(0, len(stack), self.batch_size):
-                chunk = stack[first : first + self.batch_size]
-                count = len(chunk)
-                if count < self.batch_size:
-                    # Every pass has the same size, so a slice's result does not depend on how units
-                    # were grouped (CPU kernels take other paths for other batch sizes): a resumed run
-                    # writes bit-identical masks.
-                    chunk = np.concatenate([chunk, np.zeros((self.batch_size - count, *chunk.shape[1:]), chunk.dtype)])
-                inputs = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)
-                if self.channels_last:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                with self.autocast():
-                    logits = self.model(inputs)
-                outputs.append(label_probabilities(logits[:count].float(), self.exclusive).cpu().numpy())
+        prob = forward_probabilities(self.model, stack, self.batch_size, self.exclusive, self.mirror, self.autocast, self.channels_last)
         elapsed = time.perf_counter() - start
-        prob = np.concatenate(outputs)
         offset = 0
         for i in rows:
             count = len(images[i])

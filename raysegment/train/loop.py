@@ -22,6 +22,7 @@ from raysegment.models import precision
 from raysegment.models.checkpoint import ModelSpec
 from raysegment.models.precision import autocast_dtype
 from raysegment.postprocess import PostprocessConfig
+from raysegment.predict import batch_probabilities
 from raysegment.train.augment import Augmenter
 from raysegment.train.config import TrainConfig
 from raysegment.train.optim import create_optimizer, create_schedule
@@ -220,8 +221,11 @@ def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocas
             logits = model(images)
             loss = loss_fn(logits, masks)
         loss_sum += torch.stack([loss.detach().double() * len(images), torch.tensor(float(len(images)), dtype=torch.float64, device=device)])
-        patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(),
-                     postprocess.masks_from_logits(logits.float(), exclusive), masks > 0.5)
+        if postprocess.mirror:  # the checkpoint is judged as evaluate and infer will predict with it
+            pred = postprocess.masks_from_probabilities(batch_probabilities(model, images, exclusive, True, autocast), exclusive)
+        else:
+            pred = postprocess.masks_from_logits(logits.float(), exclusive)
+        patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(), pred, masks > 0.5)
     counts, empty = patients.counts(num_volumes, len(class_names), device)
     if dist.is_available() and dist.is_initialized():
         for tensor in (loss_sum, counts, empty):

@@ -55,10 +55,11 @@ def test_bad_configs_are_one_line_errors(tmp_path, text, date, message):
 @pytest.mark.parametrize(
     "saved, given, used",
     [
-        (None, {}, {"threshold": 0.5, "largest_component": False}),  # checkpoints from before post-processing was saved
-        ({"threshold": 0.4, "largest_component": True}, {}, {"threshold": 0.4, "largest_component": True}),
-        ({"threshold": 0.4, "largest_component": True}, {"largest_component": False}, {"threshold": 0.4, "largest_component": False}),
-        ({"threshold": 0.4, "largest_component": False}, {"threshold": 0.7}, {"threshold": 0.7, "largest_component": False}),
+        (None, {}, {"threshold": 0.5, "largest_component": False, "mirror": False}),  # checkpoints from before post-processing was saved
+        ({"threshold": 0.4, "largest_component": True}, {}, {"threshold": 0.4, "largest_component": True, "mirror": False}),
+        ({"threshold": 0.4, "largest_component": True}, {"largest_component": False}, {"threshold": 0.4, "largest_component": False, "mirror": False}),
+        ({"threshold": 0.4, "largest_component": False}, {"threshold": 0.7}, {"threshold": 0.7, "largest_component": False, "mirror": False}),
+        ({"threshold": 0.4, "mirror": False}, {"mirror": True}, {"threshold": 0.4, "largest_component": False, "mirror": True}),
     ],
 )
 def test_post_processing_is_the_checkpoints_unless_given(saved, given, used):

@@ -129,7 +129,8 @@ def test_slice_cases_are_segmented_per_patient_volume(lgg, lgg_3d_model, tmp_pat
     assert sorted(os.listdir(tmp_path / "out" / "masks")) == sorted(f"{case_key(c)}.tif" for c in cases)
     assert sorted(os.listdir(tmp_path / "out" / "records")) == sorted(f"{case_key(c)}.json" for c in cases)
     run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["postprocess"] == read_metadata(lgg_3d_model)["postprocess"] == SAVED and run["config"]["largest_component"] is None
+    assert read_metadata(lgg_3d_model)["postprocess"] == SAVED and run["config"]["largest_component"] is None
+    assert run["postprocess"] == {**SAVED, "mirror": False}  # the checkpoint's rule, every field spelled out
     metrics = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     assert sorted(metrics["case_id"]) == sorted(cases) and metrics["dice"].notna().all()
     found = 0
@@ -155,7 +156,27 @@ def test_cli_overrides_the_checkpoints_post_processing(lgg, lgg_3d_model, tmp_pa
                                       "--limit", "4", "--no-largest-component", "--save-probabilities", "--json"])
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
-    assert run["postprocess"] == {"threshold": SAVED["threshold"], "largest_component": False} and run["done"] == 4
+    assert run["postprocess"] == {"threshold": SAVED["threshold"], "largest_component": False, "mirror": False} and run["done"] == 4
     for case in lgg["df"]["case_id"][:4]:
         prob = tifffile.imread(out / "probabilities" / f"{case_key(case)}.tif").reshape(64, 64)
         np.testing.assert_array_equal(_mask(str(out), case), prob > SAVED["threshold"])  # nothing removed
+
+
+@pytest.mark.slow
+def test_mirrored_masks_are_what_evaluate_scores(lgg, tmp_path, ray_session):
+    """Test-time mirroring through infer's pipeline and through evaluate's scorer: the same masks, bit for bit."""
+    from raysegment.evaluate import VolumeScorer
+
+    out = str(tmp_path / "out")
+    result = run_inference(InferConfig(model=lgg["model"], manifest=lgg["manifest"], out=out, batch_size=16, mirror=True,
+                                       largest_component=True))
+    assert result.failed == 0 and json.loads((tmp_path / "out" / "run.json").read_text())["postprocess"]["mirror"] is True
+    scorer = VolumeScorer(lgg["model"], {"mirror": True, "largest_component": True}, batch_size=16)
+    plain = VolumeScorer(lgg["model"], {"largest_component": True}, batch_size=16)
+    differs = False
+    for _, part in lgg["df"].groupby("volume_id"):
+        rows, volume = scorer.predict_volume(part.to_dict(orient="records"))
+        written = np.stack([_mask(out, row["case_id"]) for row in rows], axis=-1)
+        np.testing.assert_array_equal(volume.prediction[0], written)
+        differs |= not np.array_equal(plain.predict_volume(part.to_dict(orient="records"))[1].prediction, volume.prediction)
+    assert differs  # mirroring changed something, so the comparison above tested it

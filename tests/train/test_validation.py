@@ -91,3 +91,27 @@ def test_workers_split_patients_and_their_counts_add_up():
     torch.testing.assert_close(split[0][0] + split[1][0], total)
     torch.testing.assert_close(split[0][1] + split[1][1], empty)
     assert set(parts[0].slices) == {0, 2} and set(parts[1].slices) == {1}
+
+
+class Shifted(torch.nn.Module):
+    """Logits of the input's first channel moved one pixel right: its mirror images disagree."""
+
+    def forward(self, x):
+        return torch.roll(x[:, :1], shifts=1, dims=-1) * 20 - 10
+
+
+def test_mirror_validation_judges_the_averaged_prediction():
+    rows = _volumes()
+    post = PostprocessConfig(mirror=True)
+    metrics = validate(Shifted(), lambda logits, masks: torch.tensor(0.0), ListShard(rows), 4, torch.device("cpu"), False,
+                       contextlib.nullcontext, 0, 1, 3, post, ["tumor"])
+    # By hand: each slice's four views (none, width, height, both flipped), sigmoids averaged, > 0.5.
+    averaged = []
+    for row in rows:
+        x = torch.from_numpy(row["image"][None])
+        views = [torch.sigmoid(Shifted()(x.flip(a)).flip(a)) if a else torch.sigmoid(Shifted()(x)) for a in ((), (-1,), (-2,), (-2, -1))]
+        averaged.append({**row, "image": (torch.stack(views).mean(0)[0] > 0.5).float().numpy()})
+    assert metrics["val_patient_dice"] == pytest.approx(np.mean(_reference(averaged, largest_component=False)))
+    plain = validate(Shifted(), lambda logits, masks: torch.tensor(0.0), ListShard(rows), 4, torch.device("cpu"), False,
+                     contextlib.nullcontext, 0, 1, 3, PostprocessConfig(), ["tumor"])
+    assert plain["val_patient_dice"] != metrics["val_patient_dice"]
