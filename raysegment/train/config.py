@@ -97,6 +97,10 @@ class CheckpointSection(_Section):
     monitor: Literal["val_patient_dice", "val_dice"] = Field(
         "val_patient_dice", description="what selects the best checkpoint and drives early stopping: the mean Dice per "
         "patient volume (post-processed, as evaluation scores it), or the Dice of all validation voxels pooled")
+    select: Literal["best", "last"] = Field(
+        "best", description="the model the run folder stands for (evaluate, infer, export --model RUN): best/, the epoch the "
+        "monitored score chose, or last/, the final weights of a fixed schedule (nnU-Net's choice: a few validation patients "
+        "make a noisy judge)")
     num_to_keep: int = Field(2, ge=1, description="checkpoints kept: the best by the monitored score, and always the latest")
     max_failures: int = Field(2, ge=-1, description="worker failures to recover from (-1: unlimited)")
 

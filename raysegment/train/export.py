@@ -114,10 +114,19 @@ def export_model(uri: str, out: str, epoch: int | None = None) -> str:
     return out
 
 
+def _selected(run_uri: str) -> str:
+    """``best`` or ``last``: the model a run folder stands for (``summary.json``'s ``selected``; ``best`` before it existed)."""
+    try:
+        return str(json.loads(storage.read_bytes(storage.join(run_uri, "summary.json"))).get("selected", "best"))
+    except (storage.MissingObjectError, ValueError):
+        return "best"
+
+
 def resolve_model(uri: str) -> str:
     """The model checkpoint folder that ``uri`` names.
 
-    ``uri`` may be a model checkpoint (``model.json``), a training run or tune experiment (its
+    ``uri`` may be a model checkpoint (``model.json``), a training run (the model its
+    ``checkpoint.select`` names in ``summary.json``: ``best/`` or ``last/``), a tune experiment (its
     ``best/``), or one of a run's training checkpoints (``RUN/checkpoints/epoch_0007``), which is
     exported to ``RUN/epochs/epoch_0007`` the first time it is asked for.
 
@@ -127,7 +136,7 @@ def resolve_model(uri: str) -> str:
     from raysegment.models.checkpoint import SPEC_FILE
 
     uri = storage.normalize(uri).rstrip("/")
-    for candidate in (uri, storage.join(uri, "best")):
+    for candidate in (uri, storage.join(uri, _selected(uri))):
         if storage.exists(storage.join(candidate, SPEC_FILE)):
             return candidate
     match = _EPOCH_DIR.search(uri)

@@ -177,6 +177,7 @@ def write_reports(config: TrainConfig, spec: ModelSpec, result, run_uri: str, wa
         "run_uri": run_uri,
         "best_model_uri": best_uri,
         "last_model_uri": last_uri,
+        "selected": config.checkpoint.select,
         "monitor": monitor,
         "best_epoch": int(best_row["epoch"]),
         "best": best_metrics,

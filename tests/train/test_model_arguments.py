@@ -97,3 +97,14 @@ def test_compare_takes_a_run_a_checkpoint_and_a_model(run, tmp_path):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, ["compare", str(tmp_path), "--out", str(tmp_path / "bad")])
     assert result.exit_code == 2 and "not a train run, tune experiment, evaluate output or model" in result.output
+
+
+def test_a_run_that_selects_its_final_weights_stands_for_last(run):
+    export_epoch(str(run), 2, str(run / "last"))
+    export_epoch(str(run), 1, str(run / "best"))  # a noisy validation picked an early epoch
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "selected": "last"}))
+    assert resolve_model(str(run)) == str(run / "last")
+    assert _same(_weights(resolve_model(str(run))), _weights(resolve_model(str(run / "checkpoints" / "epoch_0002"))))
+    (run / "summary.json").write_text(json.dumps({**summary, "selected": "best"}))
+    assert resolve_model(str(run)) == str(run / "best")

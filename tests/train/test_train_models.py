@@ -31,7 +31,7 @@ def test_train_two_epochs_resume_and_evaluate(trained_job, lgg_manifest, tmp_pat
     assert history[["val_dice", "val_patient_dice", "val_iou", "train_dice"]].apply(lambda c: c.between(0, 1)).all().all()
     assert (history["val_iou"] <= history["val_dice"] + 1e-9).all()  # IoU <= Dice always
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["monitor"] == "val_patient_dice"  # the default: best/ is chosen per patient
+    assert summary["monitor"] == "val_patient_dice" and summary["selected"] == "best"  # the defaults: best/ is chosen per patient, and stands for the run
     assert summary["best"]["val_patient_dice"] == pytest.approx(history["val_patient_dice"].max())
     assert summary["hardware"]["workers"] == 2 and summary["images_per_s"] > 0
     _, meta = load_model(trained.resumed.best_model_uri)
