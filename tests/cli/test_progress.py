@@ -175,7 +175,7 @@ def test_tune_reporter_keeps_the_live_table_on_a_terminal():
 
 # --- infer: plain lines, no rich progress bar, where there is no terminal -------------------------
 
-def fake_inference(settings, on_case=None):
+def fake_inference(settings, on_case=None, console=None):
     rows = [{"case_id": "a", "status": "skipped"}, {"case_id": "b", "status": "done"}, {"case_id": "c", "status": "failed"}]
     for row in rows:
         on_case(row, len(rows))

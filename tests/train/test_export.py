@@ -36,7 +36,7 @@ def test_best_and_last_are_models_of_their_epochs(trained_job):
     assert best_meta["epoch"] == summary["best_epoch"] and _same_weights(best, _state(run, summary["best_epoch"]))
     # Everything inference needs travels with each export, the post-processing included.
     for meta in (best_meta, last_meta):
-        assert meta["postprocess"] == {"threshold": 0.5, "largest_component": False}
+        assert meta["postprocess"] == {"threshold": 0.5, "largest_component": False, "mirror": False}
         assert meta["channels"] == ["pre-contrast", "flair", "post-contrast"] and meta["class_names"] == ["tumor"]
 
 
