@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tifffile
+from fixtures_data import zscore_inside
 from pydantic import ValidationError
 
 from raysegment.preprocess import (
@@ -110,12 +111,6 @@ def test_iter_examples_on_a_volume_row(tmp_path):
     assert examples[0]["geometry"]["orientation"] is not None
 
 
-def _zscore_inside(values: np.ndarray) -> np.ndarray:
-    """Reference z-score of one channel's ``values`` over its nonzero entries (zero stays zero)."""
-    inside = values[values != 0]
-    return np.where(values != 0, (values - inside.mean()) / inside.std(), 0.0)
-
-
 def _patient(rng, slices=4, size=16, channels=2) -> list[np.ndarray]:
     """Slices of one patient: a brain square whose brightness and area differ slice by slice (whole numbers, as in a TIFF)."""
     out = []
@@ -133,14 +128,14 @@ def test_volume_scope_zscore_takes_its_statistics_from_every_slice():
     normalised = normalise_slices(slices, config)
     stacked = np.stack(slices, axis=-1)
     for c in range(2):
-        np.testing.assert_allclose(np.stack(normalised, axis=-1)[c], _zscore_inside(stacked[c]), atol=1e-5)
+        np.testing.assert_allclose(np.stack(normalised, axis=-1)[c], zscore_inside(stacked[c]), atol=1e-5)
     # A bright slice stays brighter than a dark one, where a per-slice z-score makes them alike.
     assert normalised[3][0][slices[3][0] != 0].mean() > 0.5 > -0.5 > normalised[0][0][slices[0][0] != 0].mean()
     image, _, record = apply_steps(normalised[0], None, config, volume_normalised=True)
     assert image.shape == (2, 8, 8) and record[0]["op"] == "resize"
     # A lone slice is its own volume.
     alone, _, _ = apply_steps(slices[0], None, config)
-    np.testing.assert_allclose(alone[0], apply_steps(_zscore_inside(slices[0][0])[None], None, config.model_copy(
+    np.testing.assert_allclose(alone[0], apply_steps(zscore_inside(slices[0][0])[None], None, config.model_copy(
         update={"steps": [{"name": "resize", "size": 8}]}))[0][0], atol=1e-5)
 
 
@@ -152,7 +147,7 @@ def test_volume_scope_percentile_clip_then_zscore_in_order():
     lo = np.percentile(values, 1, axis=(1, 2, 3), keepdims=True)
     hi = np.percentile(values, 99, axis=(1, 2, 3), keepdims=True)
     clipped = np.clip(values, lo, hi)
-    expected = np.stack([_zscore_inside(clipped[c]) for c in range(2)])
+    expected = np.stack([zscore_inside(clipped[c]) for c in range(2)])
     np.testing.assert_allclose(np.stack(normalise_slices(slices, config), axis=-1), expected, atol=1e-5)
 
 
@@ -179,7 +174,7 @@ def test_a_volume_row_is_normalised_over_all_its_slices_whichever_are_used(tmp_p
     config = PreprocessConfig(slice_selection="foreground", steps=[{"name": "zscore", "scope": "volume"}])
     (example,) = iter_examples(row, config)
     assert example["slice_index"] == 1
-    np.testing.assert_allclose(example["image"][0], _zscore_inside(image.astype(np.float64))[..., 1], atol=1e-5)
+    np.testing.assert_allclose(example["image"][0], zscore_inside(image.astype(np.float64))[..., 1], atol=1e-5)
 
 
 def test_volume_examples_of_slice_rows_count_every_slice_and_yield_the_kept(tmp_path):
@@ -196,7 +191,7 @@ def test_volume_examples_of_slice_rows_count_every_slice_and_yield_the_kept(tmp_
     stacked = np.stack(slices, axis=-1)
     for example, k in zip(examples, (1, 3)):
         for c in range(3):
-            np.testing.assert_allclose(example["image"][c], _zscore_inside(stacked[c])[..., k], atol=1e-5)
+            np.testing.assert_allclose(example["image"][c], zscore_inside(stacked[c])[..., k], atol=1e-5)
 
 
 BRATS = {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}

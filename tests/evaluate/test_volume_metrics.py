@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_data import zscore_inside
 
 from raysegment.manifest import read_manifest
 
@@ -98,11 +99,7 @@ def test_volume_steps_see_the_patients_slices_together(lgg_eval, tmp_path):
     rows, volume = scorer.predict_volume(part.to_dict(orient="records"))
     # By hand: the patient's TIFFs, each channel z-scored over all its slices' nonzero voxels, the model, a 0.5 threshold.
     stacked = np.stack([np.moveaxis(tifffile.imread(r["image_uris"][0]), -1, 0) for r in rows], axis=-1).astype(np.float64)
-    normalised = np.zeros_like(stacked)
-    for c in range(stacked.shape[0]):
-        inside = stacked[c] != 0
-        values = stacked[c][inside]
-        normalised[c] = np.where(inside, (stacked[c] - values.mean()) / values.std(), 0.0)
+    normalised = np.stack([zscore_inside(channel) for channel in stacked])
     with torch.inference_mode():
         logits = model(torch.from_numpy(np.moveaxis(normalised, -1, 0).astype(np.float32)))
     expected = np.moveaxis(torch.sigmoid(logits).numpy() > 0.5, 0, -1)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from fixtures_data import zscore_inside
 from scipy import ndimage
 from typer.testing import CliRunner
 
@@ -98,11 +99,6 @@ def test_an_unreadable_slice_fails_alone_and_the_others_are_cleaned_together(pat
     assert [int(_mask(plan.out, c).sum()) for c in sorted(done)] == [400, 400, 0]
 
 
-def _zscore_inside(values: np.ndarray) -> np.ndarray:
-    inside = values[values != 0]
-    return np.where(values != 0, (values - inside.mean()) / inside.std(), 0.0)
-
-
 @pytest.mark.parametrize("lost", [None, 1])
 def test_volume_steps_see_the_readable_slices_of_the_patient_together(patient, tmp_path, lost):
     plan, rows = patient
@@ -113,7 +109,7 @@ def test_volume_steps_see_the_readable_slices_of_the_patient_together(patient, t
     (row,) = decode_unit(group_units(rows).iloc[0].to_dict(), plan)
     readable = [uris[0] for k, uris in enumerate(rows["image_uris"]) if k != lost]
     stacked = np.stack([np.moveaxis(tifffile.imread(u), -1, 0) for u in readable], axis=-1).astype(np.float64)
-    expected = np.stack([_zscore_inside(stacked[c]) for c in range(3)])
+    expected = np.stack([zscore_inside(stacked[c]) for c in range(3)])
     assert row["image"].shape == (len(readable), 3, 64, 64)
     np.testing.assert_allclose(np.moveaxis(row["image"], 0, -1), expected, atol=1e-4)
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import tifffile
+from fixtures_data import zscore_inside
 
 from raysegment.preprocess import PreprocessConfig
 from raysegment.train.data import build_dataset, load_splits
-
-
-def _zscore_inside(values: np.ndarray) -> np.ndarray:
-    inside = values[values != 0]
-    return np.where(values != 0, (values - inside.mean()) / inside.std(), 0.0)
 
 
 def test_selected_slices_are_normalised_with_their_whole_patient(ray_session, lgg_manifest):
@@ -31,7 +27,7 @@ def test_selected_slices_are_normalised_with_their_whole_patient(ray_session, lg
             continue  # no slice of this patient was selected
         # The reference reads the TIFFs itself and z-scores each channel over every slice of the patient.
         stacked = np.stack([np.moveaxis(tifffile.imread(uris[0]), -1, 0) for uris in part["image_uris"]], axis=-1).astype(np.float64)
-        expected = np.stack([_zscore_inside(stacked[c]) for c in range(stacked.shape[0])])
+        expected = np.stack([zscore_inside(stacked[c]) for c in range(stacked.shape[0])])
         for example in (e for e in examples if e["volume"] == ordinal[volume_id]):
             k = list(part["slice_index"]).index(example["slice"])
             np.testing.assert_allclose(example["image"], expected[..., k], atol=1e-4)
