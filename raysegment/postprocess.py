@@ -16,8 +16,6 @@ region, so smaller islands elsewhere in the brain are false positives.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,26 +35,20 @@ class PostprocessConfig(BaseModel):
     largest_component: bool = False
     mirror: bool = False
 
-    @property
-    def logit_threshold(self) -> float:
-        """The threshold on logits: ``sigmoid(x) > t`` <=> ``x > log(t / (1 - t))``."""
-        return math.log(self.threshold / (1.0 - self.threshold))
-
     def apply(self, prob: np.ndarray, exclusive: bool = False) -> np.ndarray:
         """``(K, *spatial)`` label probabilities -> uint8 0/1 mask, post-processed."""
         return self.clean(self.binarize(prob, exclusive))
 
     def binarize(self, prob: np.ndarray, exclusive: bool = False) -> np.ndarray:
-        """``(K, *spatial)`` label probabilities -> uint8 0/1: each region above the threshold, or
-        (``exclusive``) the most probable class where it is more probable than background."""
-        prob = np.asarray(prob)
-        if not exclusive:
-            return (prob > self.threshold).astype(np.uint8)
-        winner = np.concatenate([1.0 - prob.sum(0, keepdims=True), prob]).argmax(0)
-        return np.stack([winner == k + 1 for k in range(prob.shape[0])]).astype(np.uint8)
+        """``(K, *spatial)`` label probabilities -> uint8 0/1, by :meth:`masks_from_probabilities`."""
+        import torch
+
+        tensor = torch.from_numpy(np.ascontiguousarray(prob))[None]
+        return self.masks_from_probabilities(tensor, exclusive)[0].numpy().astype(np.uint8)
 
     def masks_from_probabilities(self, prob, exclusive: bool = False):
-        """Label probabilities ``(N, K, *spatial)`` (a tensor) -> bool masks, as :meth:`binarize` decides."""
+        """Label probabilities ``(N, K, *spatial)`` (a tensor) -> bool masks: each region above the
+        threshold, or (``exclusive``) the most probable class where it is more probable than background."""
         import torch
 
         if not exclusive:
@@ -65,13 +57,8 @@ class PostprocessConfig(BaseModel):
         return winner == torch.arange(1, prob.shape[1] + 1, device=prob.device).reshape(1, -1, *[1] * (prob.ndim - 2))
 
     def masks_from_logits(self, logits, exclusive: bool = False):
-        """Model logits ``(N, C, *spatial)`` -> bool masks ``(N, K, *spatial)``, as :meth:`binarize` decides."""
-        import torch
-
-        if not exclusive:
-            return logits > self.logit_threshold
-        classes = torch.arange(1, logits.shape[1], device=logits.device).reshape(1, -1, *[1] * (logits.ndim - 2))
-        return logits.argmax(1, keepdim=True) == classes
+        """Model logits ``(N, C, *spatial)`` -> bool masks ``(N, K, *spatial)``, by :meth:`masks_from_probabilities`."""
+        return self.masks_from_probabilities(label_probabilities(logits, exclusive), exclusive)
 
     def clean(self, mask: np.ndarray) -> np.ndarray:
         """The rule's mask operations on an already thresholded ``(K, *spatial)`` mask."""

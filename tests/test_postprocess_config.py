@@ -10,10 +10,10 @@ from raysegment.postprocess import PostprocessConfig
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
-def test_logit_threshold_matches_the_probability_threshold(threshold):
-    logits = torch.linspace(-6, 6, 1001)
+def test_masks_from_logits_match_the_probability_threshold(threshold):
+    logits = torch.linspace(-6, 6, 1001).reshape(1, 1, -1)
     config = PostprocessConfig(threshold=threshold)
-    assert torch.equal(logits > config.logit_threshold, torch.sigmoid(logits) > threshold)
+    assert torch.equal(config.masks_from_logits(logits), torch.sigmoid(logits) > threshold)
 
 
 def test_largest_component_is_3d_and_per_class():
