@@ -92,7 +92,7 @@ def ray_loop(workdir: str, model_config: dict, batch_size: int, image_size: int,
     })
     result = train(config)
     steady = result.history[result.history["epoch"] > 1]
-    return {"images_per_s": float(steady["images_per_s"].mean()),
+    return {"images_per_s": float(steady["images_per_s"].mean()), "data_wait_share": float(steady["data_wait_share"].mean()),
             "train_examples_per_epoch": round(float((steady["images_per_s"] * steady["train_time_s"]).mean())),
             "wall_time_s": result.summary["wall_time_s"]}
 
@@ -145,6 +145,8 @@ def main() -> None:
         "threads": args.threads, "train_examples": len(images),
         "bare_images_per_s": [round(bare_before, 2), round(bare_after, 2)],
         "ray_images_per_s": round(ray["images_per_s"], 2), "ratio": round(ray["images_per_s"] / bare, 3),
+        # Share of the training time the loop waited for its next batch (Ray Data's iterator).
+        "ray_data_wait_share": round(ray["data_wait_share"], 3),
         "ray_train_examples_per_epoch": ray["train_examples_per_epoch"], "ray_wall_time_s": round(ray["wall_time_s"], 1),
     }))
 

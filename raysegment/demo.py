@@ -81,6 +81,6 @@ def run_demo(config: DemoConfig | None = None, console=None) -> DemoResult:
     job = demo_job(config, manifest_uri)
     out.run = train(job, address=config.address, console=console)
     splits = [s for s in ("val", "test") if s in result.summary["splits"]]
-    out.evaluation = evaluate(out.run.best_model_uri, manifest_uri, splits, storage.join(config.workdir, "evaluation"),
+    out.evaluation = evaluate(out.run.model_uri, manifest_uri, splits, storage.join(config.workdir, "evaluation"),
                               address=config.address)
     return out

@@ -16,7 +16,11 @@ as training did. It names:
   normalise MRI, rather than from each slice, whose statistics swing with how much brain and
   tumour it shows. Volume steps come first; :func:`normalise_slices` runs them;
 * ``orientation``: optional axis codes (``"RAS"``) volumes are reoriented to before slicing;
-* ``slice_selection``: which slices of a volume to use for training.
+* ``slice_selection``: which slices of a volume to use for training;
+* ``dims``: 2 cuts volumes into slices for 2D models; 3 keeps each volume whole for 3D models,
+  which see it at one voxel ``spacing`` (resampled, as nnU-Net does, so a voxel means the same
+  distance in every scan) and train on / predict with windows of ``patch_size`` voxels. A 3D
+  config's steps are intensity steps over the whole volume; the resampling is its geometry.
 
 Geometric steps record what they did (a JSON-able list) so :func:`invert_geometry` can put a
 predicted mask back at the original size, and :func:`restore_orientation` back in the original
@@ -29,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raysegment.errors import ScanReadError
 from raysegment.registry import Registry
@@ -47,6 +51,10 @@ class PreprocessConfig(BaseModel):
     label_mode: Literal["auto", "regions", "exclusive"] = "auto"
     orientation: str | None = None
     slice_selection: Literal["all", "foreground", "middle", "balanced"] = "all"
+    dims: Literal[2, 3] = 2
+    spacing: list[float] | None = Field(None, description="3D: voxel spacing (mm) volumes are resampled to, in the "
+                                        "axis order after `orientation`; null keeps each scan's own")
+    patch_size: list[int] | None = Field(None, description="3D: the training patch and sliding window, voxels per axis")
 
     @field_validator("label_mode")
     @classmethod
@@ -92,6 +100,20 @@ class PreprocessConfig(BaseModel):
             slice_seen = slice_seen or scope == "slice"
         return steps
 
+    @model_validator(mode="after")
+    def _three_d_settings(self) -> PreprocessConfig:
+        if self.dims == 2:
+            if self.spacing is not None or self.patch_size is not None:
+                raise ValueError("spacing and patch_size are settings of 3D models (dims: 3)")
+            return self
+        for name, values in (("spacing", self.spacing), ("patch_size", self.patch_size)):
+            if values is not None and (len(values) != 3 or min(values) <= 0):
+                raise ValueError(f"{name} must be three positive numbers (one per axis), got {values}")
+        geometric = [s["name"] for s in self.steps if s["name"] not in VOLUME_STEPS]
+        if geometric:
+            raise ValueError(f"3D models see whole volumes: steps {geometric} cut or resize slices (keep intensity steps: {sorted(VOLUME_STEPS)})")
+        return self
+
     @property
     def volume_steps(self) -> list[dict[str, Any]]:
         """The leading steps whose statistics come from the whole volume."""
@@ -99,6 +121,8 @@ class PreprocessConfig(BaseModel):
 
     @property
     def slice_steps(self) -> list[dict[str, Any]]:
+        if self.dims == 3:
+            return []  # every step of a 3D config sees the whole volume
         return [s for s in self.steps if s.get("scope", "slice") == "slice"]
 
     @property
@@ -233,11 +257,12 @@ def normalise_slices(slices: list[np.ndarray], config: PreprocessConfig) -> list
     Shape:
         each slice ``(C, H, W)`` any dtype -> the same shape, float32. Unchanged without volume steps.
     """
-    if not config.volume_steps or not slices:
+    steps = config.steps if config.dims == 3 else config.volume_steps
+    if not steps or not slices:
         return slices
     sizes = [s[0].size for s in slices]
     values = np.concatenate([s.reshape(s.shape[0], -1).astype(np.float32) for s in slices], axis=1)
-    for step in config.volume_steps:
+    for step in steps:
         values, _ = _run_step(step, values, None, [])
     parts = np.split(values, np.cumsum(sizes)[:-1], axis=1)
     return [p.reshape(s.shape).astype(np.float32) for p, s in zip(parts, slices)]
@@ -269,14 +294,18 @@ def label_image(mask: np.ndarray, rules: dict[str, LabelRule]) -> np.ndarray | N
     return out
 
 
-def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessConfig, volume_normalised: bool = False):
-    """Run the configured steps on one 2D example.
+def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessConfig, volume_normalised: bool = False,
+                spacing: tuple[float, ...] | None = None):
+    """Run the configured steps on one 2D example, or on one whole volume of a 3D config.
 
     Args:
         volume_normalised: the volume-scope steps already ran over the slice's volume
             (:func:`normalise_slices`); otherwise they run on this slice alone, its own volume.
+        spacing: 3D: the volume's voxel spacing, in its (reoriented) axis order; with
+            ``config.spacing`` the volume is resampled to it (recorded, so it can be inverted).
     Shape:
-        image ``(C, H, W)`` any dtype -> ``(C, h, w)`` float32; mask ``(K, H, W)`` -> ``(K, h, w)``.
+        image ``(C, H, W)`` any dtype -> ``(C, h, w)`` float32; mask ``(K, H, W)`` -> ``(K, h, w)``;
+        3D: ``(C, I, J, S)`` -> ``(C, i, j, s)``.
     Returns:
         (image, mask, geometry record).
     """
@@ -284,13 +313,57 @@ def apply_steps(image: np.ndarray, mask: np.ndarray | None, config: PreprocessCo
     image = image.astype(np.float32)
     for step in config.slice_steps if volume_normalised else config.steps:
         image, mask = _run_step(step, image, mask, record)
+    if config.dims == 3 and config.spacing is not None and spacing is not None:
+        image, mask = resample_volume(image, mask, spacing, config.spacing, record)
     return image.astype(np.float32), (None if mask is None else mask.astype(np.float32)), record
 
 
+def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target: list[float]) -> tuple[int, ...]:
+    """The voxel counts of a volume of ``shape`` at ``spacing`` once resampled to ``target`` spacing."""
+    return tuple(max(1, round(n * s / t)) for n, s, t in zip(shape, spacing, target))
+
+
+def resample_volume(image: np.ndarray, mask: np.ndarray | None, spacing, target: list[float], record: list[dict]):
+    """Resample ``(C, I, J, S)`` (trilinear) and its ``(K, I, J, S)`` mask to ``target`` spacing.
+
+    The mask goes through the same trilinear map and is thresholded at 0.5, as nnU-Net resamples
+    segmentations, so thin structures do not vanish the way nearest-neighbour sampling drops them.
+    """
+    shape = resampled_shape(image.shape[1:], tuple(spacing), target)
+    record.append({"op": "resample", "from": list(image.shape[1:]), "to": list(shape)})
+    image = _interpolate3d(image, shape)
+    if mask is not None:
+        mask = (_interpolate3d(mask, shape) > 0.5).astype(np.float32)
+    return image, mask
+
+
+def _interpolate3d(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(array.shape[1:]) == tuple(shape):
+        return np.asarray(array, np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    return F.interpolate(tensor, size=tuple(shape), mode="trilinear", align_corners=False)[0].numpy()
+
+
+def reoriented_spacing(spacing: tuple[float, ...], transform: list | None) -> tuple[float, ...]:
+    """A volume's voxel spacing in the axis order :func:`reorient` left it in."""
+    if transform is None:
+        return tuple(float(s) for s in spacing)
+    out = [0.0] * len(transform)
+    for axis, (target, _) in enumerate(transform):
+        out[int(target)] = float(spacing[axis])
+    return tuple(out)
+
+
 def invert_geometry(array: np.ndarray, record: list[dict], mode: Literal["nearest", "linear"] = "nearest") -> np.ndarray:
-    """Map a model-space ``(K, h, w)`` prediction back to the original ``(K, H, W)`` slice grid."""
+    """Map a model-space ``(K, h, w)`` prediction back to the original ``(K, H, W)`` slice grid
+    (or ``(K, i, j, s)`` back to ``(K, I, J, S)`` for a resampled volume; probabilities only)."""
     for op in reversed(record):
-        if op["op"] == "resize":
+        if op["op"] == "resample":
+            array = _interpolate3d(array, tuple(op["from"]))
+        elif op["op"] == "resize":
             array = _interpolate(array, tuple(op["from"]), mode)
         elif op["op"] == "crop":
             h, w = op["from"]
@@ -384,6 +457,38 @@ def iter_examples(row: dict, config: PreprocessConfig, with_mask: bool = True, s
             yield _example(row, k, image[..., k], None if mask is None else mask[..., k], config, orientation, True)
     else:
         yield _example(row, row.get("slice_index"), image, mask, config, None)
+
+
+def read_volume(row: dict, config: PreprocessConfig, with_mask: bool = True) -> dict:
+    """Read one volume case whole and prepare it for a 3D model (``config.dims == 3``).
+
+    Returns:
+        ``case_id``; ``raw`` ``(C, I, J, S)`` and ``truth`` ``(K, I, J, S)`` (when the row has a
+        mask and ``with_mask``) on the scan's own grid, reoriented; ``spacing`` of that grid
+        (``file_spacing`` in the file's axis order);
+        ``image`` ``(C, i, j, s)`` float32 and ``mask`` ``(K, i, j, s)`` after the steps and the
+        resampling; ``geometry`` (``steps`` record and ``orientation``) to map a prediction back.
+    """
+    from raysegment.readers import read_mask, read_scan
+
+    scans = [read_scan(u) for u in list(row["image_uris"])]
+    if not scans[0].is_volume:
+        raise ScanReadError(scans[0].source, f"a 3D model needs a volume, this file holds one {scans[0].spatial_shape} slice")
+    image = stack_channels(scans, list(row["channels"]), config.channels)
+    image, _, orientation = reorient(image, scans[0].affine, config.orientation)
+    truth = None
+    if with_mask and row.get("mask_uri") is not None and not _isna(row.get("mask_uri")):
+        labels = read_mask(row["mask_uri"])
+        if labels.spatial_shape != scans[0].spatial_shape:
+            raise ScanReadError(row["mask_uri"], f"mask shape {labels.spatial_shape} differs from image {scans[0].spatial_shape}")
+        truth, _, _ = reorient(map_labels(labels.array[0], config.labels), scans[0].affine, config.orientation)
+    spacing = reoriented_spacing(scans[0].spacing, orientation)
+    prepared, mask, record = apply_steps(normalise_slices([image], config)[0], truth, config, volume_normalised=True, spacing=spacing)
+    out = {"case_id": row["case_id"], "raw": image, "spacing": spacing, "file_spacing": scans[0].spacing, "image": prepared,
+           "geometry": {"steps": record, "orientation": orientation}}
+    if truth is not None:
+        out.update(truth=truth, mask=mask)
+    return out
 
 
 def iter_volume_examples(rows: list[dict], config: PreprocessConfig, with_mask: bool = True,

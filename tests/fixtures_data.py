@@ -48,6 +48,7 @@ TINY_MODELS = {
     "unetpp": {"base_channels": 4, "depth": 2},
     "transunet": TINY_TRANSUNET,
     "smp-Unet": {"decoder_channels": [16, 8, 8, 8, 8]},
+    "dynunet": {"base_channels": 4, "max_channels": 8},
 }
 #: The seed job each trained model comes from.
 MODEL_JOBS = {"unet": "lgg_unet", "unetpp": "lgg_unetpp", "transunet": "lgg_transunet", "smp-Unet": "lgg_smp_unet_vgg16"}
@@ -89,9 +90,16 @@ def lv_manifest(tmp_path_factory) -> str:
     return once(tmp_path_factory, "lv", lambda root: make_manifest(root, "lv", patients=4, slices=3, size=48, test_patients=1))
 
 
+@pytest.fixture(scope="session")
+def msd_manifest(tmp_path_factory) -> str:
+    """MSD layout (the hippocampus's): 6 labeled cases of 2-channel 24x24x12 volumes at 1x1x2 mm, two exclusive classes."""
+    return once(tmp_path_factory, "msd", lambda root: make_manifest(root, "msd", patients=6, size=24, depth=12, test=2))
+
+
 def manifest_fixture(job: Path) -> str:
     """The name of the sample-data fixture in the layout of seed job ``job``."""
-    return "brats_manifest" if job.stem.startswith("brats") else "lv_manifest" if job.stem.startswith("lv") else "lgg_manifest"
+    prefixes = {"brats": "brats_manifest", "lv": "lv_manifest", "hippocampus": "msd_manifest"}
+    return next((fixture for prefix, fixture in prefixes.items() if job.stem.startswith(prefix)), "lgg_manifest")
 
 
 def tiny_config(manifest: str, out, model: str = "unet", model_config: dict | None = None, **overrides):
@@ -161,3 +169,39 @@ def zscore_inside(values: np.ndarray) -> np.ndarray:
     """Reference z-score of one channel's ``values`` (any shape) over its nonzero entries; zeros stay zero."""
     inside = values[values != 0]
     return np.where(values != 0, (values - inside.mean()) / inside.std(), 0.0)
+
+
+@dataclass
+class CliRun:
+    """A ``raysegment train`` command run through ``CliRunner``: its run folder, MLflow store and result."""
+
+    run: Path
+    mlflow_uri: str
+    result: object  # click.testing.Result
+
+
+@pytest.fixture(scope="session")
+def cli_train_run(ray_session, lgg_manifest, tmp_path_factory) -> CliRun:
+    """One ``raysegment train`` command that the CLI and progress tests both read (each run costs seconds of start-up).
+
+    Two epochs of a tiny U-Net on 2 workers with many options set (MLflow and TensorBoard on),
+    printing a progress line on every update: stdout is no terminal under ``CliRunner``.
+    """
+
+    def build(root: Path) -> CliRun:
+        from typer.testing import CliRunner
+
+        from raysegment.cli import app
+
+        run, store = root / "run", f"file://{root / 'mlruns'}"
+        args = ["train", "--model", "unet", "--manifest", lgg_manifest, "--out", str(run), "--epochs", "2", "--batch-size", "2",
+                "--lr", "0.003", "--optimizer", "adamw", "--scheduler", "onecycle", "--loss", "{bce: 0.5, dice: 0.5}",
+                "--image-size", "32", "--workers", "2", "--cpus-per-worker", "0.5", "--amp", "bf16", "--seed", "3",
+                "--mlflow-uri", store, "--set", "model.config={base_channels: 4, depth: 2}", "--set", "data.max_cases=12"]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
+            patch.setenv("RAYSEGMENT_PROGRESS_SECONDS", "0")  # every update, for a run of seconds
+            result = CliRunner().invoke(app, args)
+        return CliRun(run, store, result)
+
+    return once(tmp_path_factory, "cli-train", build)

@@ -18,7 +18,9 @@ from raysegment.preprocess import (
     label_image,
     map_labels,
     normalise_slices,
+    read_volume,
     reorient,
+    reoriented_spacing,
     restore_orientation,
 )
 
@@ -220,3 +222,62 @@ def test_label_image_settles_patterns_no_value_has():
     np.testing.assert_array_equal(label_image(mask, BRATS)[0], [1, 2, 4, 1])
     assert label_image(np.ones((1, 2, 2)), {"tumor": "nonzero"}) is None  # 0/255 or 0/1, as the writer stores one class
     np.testing.assert_array_equal(label_image(np.array([[[0, 1, 1]], [[0, 0, 1]]]), {"WT": "nonzero", "ET": [4]}), [[0, 1, 4]])
+
+
+# --- 3D models: whole volumes at one voxel spacing -------------------------------------------------
+
+
+def test_read_volume_resamples_to_the_target_spacing_and_inverts_to_the_scan_grid(tmp_path):
+    """A 3D config z-scores the whole volume, reorients it and resamples it to ``spacing``; the
+    recorded geometry brings a probability map back to the scan's own grid and voxel order."""
+    shape, zooms = (20, 24, 10), (-1.0, -1.0, 2.0)
+    seg = np.zeros(shape, np.uint8)
+    seg[4:12, 6:14, 3:7] = 1
+    seg[12:16, 6:14, 3:7] = 2
+    rng = np.random.default_rng(0)
+    image = (100 + 10 * rng.normal(size=shape) + 50 * (seg > 0)).astype(np.float32)
+    affine = np.diag([*zooms, 1.0])
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "t1.nii.gz")
+    nib.save(nib.Nifti1Image(seg, affine), tmp_path / "seg.nii.gz")
+    row = {"case_id": "c1", "level": "volume", "image_uris": [str(tmp_path / "t1.nii.gz")], "channels": ["t1"],
+           "mask_uri": str(tmp_path / "seg.nii.gz")}
+    config = PreprocessConfig(labels={"a": [1], "p": [2]}, dims=3, steps=[{"name": "zscore", "region": "all"}],
+                              orientation="RAS", spacing=[2.0, 1.0, 1.0], patch_size=[8, 16, 16])
+    volume = read_volume(row, config)
+    assert volume["spacing"] == (1.0, 1.0, 2.0) and volume["file_spacing"] == (1.0, 1.0, 2.0)
+    # Resampled to 2 x 1 x 1 mm: half the voxels along the first axis, twice as many along the last.
+    assert volume["image"].shape == (1, 10, 24, 20) and volume["mask"].shape == (2, 10, 24, 20)
+    # z-scored on the scan's grid (nnU-Net normalises before it resamples): exactly, before the resampling.
+    raw = volume["raw"][0]
+    np.testing.assert_allclose(normalise_slices([volume["raw"]], config)[0][0], (raw - raw.mean()) / raw.std(), atol=1e-4)
+    assert abs(volume["image"].mean()) < 0.05
+    # The resampled mask keeps each structure's volume in mm^3 (voxel counts x voxel size).
+    for k, label in enumerate((1, 2)):
+        assert volume["mask"][k].sum() * 2.0 == pytest.approx((seg == label).sum() * 2.0, rel=0.15)
+    # The way back: the resampled truth as a "probability", inverted onto the file's grid.
+    back = restore_orientation(invert_geometry(volume["mask"], volume["geometry"]["steps"], mode="linear"),
+                               volume["geometry"]["orientation"])
+    assert back.shape == (2, *shape)
+    assert ((back[0] > 0.5) == (seg == 1)).mean() > 0.98 and ((back[1] > 0.5) == (seg == 2)).mean() > 0.98
+    np.testing.assert_array_equal(restore_orientation(volume["truth"], volume["geometry"]["orientation"]) > 0.5,
+                                  np.stack([seg == 1, seg == 2]))
+
+
+def test_reoriented_spacing_follows_the_axes():
+    affine = np.array([[0, -2.0, 0, 10], [-1.0, 0, 0, 20], [0, 0, 3.0, -5], [0, 0, 0, 1]])
+    _, new_affine, transform = reorient(np.zeros((1, 5, 6, 7)), affine, "RAS")
+    spacing = reoriented_spacing((1.0, 2.0, 3.0), transform)
+    assert spacing == tuple(np.linalg.norm(new_affine[:3, :3], axis=0))
+    assert reoriented_spacing((1.0, 2.0, 3.0), None) == (1.0, 2.0, 3.0)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"steps": [{"name": "zscore"}, {"name": "resize", "size": 64}]}, "cut or resize slices"),
+    ({"patch_size": [32, 32]}, "three positive numbers"),
+    ({"spacing": [1.0, 0.0, 1.0]}, "three positive numbers"),
+])
+def test_3d_settings_are_checked(options, message):
+    with pytest.raises(ValidationError, match=message):
+        PreprocessConfig(dims=3, **{"steps": [{"name": "zscore"}], **options})
+    with pytest.raises(ValidationError, match="settings of 3D models"):
+        PreprocessConfig(patch_size=[8, 8, 8])

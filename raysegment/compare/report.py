@@ -18,7 +18,7 @@ from raysegment.compare.sources import METRICS, ModelRecord, read_record
 from raysegment.errors import ConfigError
 
 SPLIT_ORDER = ("train", "val", "test")
-INFO_COLUMNS = ("kind", "model", "params", "epochs", "best_epoch", "train_time_s", "images_per_s")
+INFO_COLUMNS = ("kind", "model", "params", "epochs", "model_epoch", "train_time_s", "images_per_s")
 CHART_METRICS = ("dice", "iou", "sensitivity", "specificity", "precision")
 
 

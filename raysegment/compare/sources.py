@@ -2,7 +2,8 @@
 ``evaluate`` output or a ``model`` (a model folder, or a run's ``checkpoints/epoch_NNNN``).
 
 * train run (``summary.json`` with ``best_model_uri``, ``history.parquet``): train/val metrics of
-  the best epoch, epochs, training time and images/s;
+  the epoch of the model the run stands for (``best/`` or ``last/``, by ``checkpoint.select``),
+  epochs, training time and images/s;
 * tune experiment (``summary.json`` with ``best_trial``, ``trials.parquet``): the same for the
   best trial's run, whose model is ``EXP/best``;
 * evaluate output (``summary.parquet`` + ``case_metrics.parquet``): per-split means of every case
@@ -72,17 +73,21 @@ def _training_metrics(best: dict) -> dict[str, float]:
 
 
 def _model_info(model_uri: str) -> dict[str, object]:
-    from raysegment.models import ModelSpec, count_parameters, read_metadata
+    from raysegment.models import ModelSpec, count_parameters, load_model, read_metadata
+    from raysegment.models.ensemble import ENSEMBLE
 
     if not storage.exists(storage.join(model_uri, "model.json")):
         return {}
     spec = ModelSpec.from_dict(read_metadata(model_uri)["model"])
+    if spec.name == ENSEMBLE:  # no architecture of its own: its members, loaded
+        model, _ = load_model(model_uri)
+        return {"model": f"ensemble of {len(model.members)}", "params": count_parameters(model)}
     encoder = spec.config.get("encoder")
     return {"model": spec.name + (f" ({encoder})" if encoder else ""), "params": count_parameters(spec.build(pretrained=False))}
 
 
 def _run_info(summary: dict) -> dict[str, object]:
-    return {"epochs": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+    return {"epochs": summary.get("epochs_run"),
             "train_time_s": summary.get("train_time_s"), "images_per_s": summary.get("images_per_s")}
 
 
@@ -115,7 +120,7 @@ def _model_record(uri: str, name: str) -> ModelRecord:
                           "(no summary.json, case_metrics.parquet or model.json)") from None
     metadata = read_metadata(model_uri)
     record = ModelRecord(name, "model", uri, _training_metrics(metadata.get("metrics") or {}),
-                         {**_model_info(model_uri), "best_epoch": metadata.get("epoch")})
+                         {**_model_info(model_uri), "model_epoch": metadata.get("epoch")})
     evaluation = storage.join(model_uri, "evaluation")
     if storage.exists(storage.join(evaluation, "case_metrics.parquet")):
         metrics, record.overlays = _evaluation(evaluation)
@@ -125,6 +130,9 @@ def _model_record(uri: str, name: str) -> ModelRecord:
 
 def read_record(uri: str) -> ModelRecord:
     """Read one folder; raises ConfigError naming it when it is none of the three kinds."""
+    from raysegment.models import read_metadata
+    from raysegment.train.export import resolve_model
+
     uri = storage.normalize(uri)
     name = storage.basename(uri)
     summary_uri = storage.join(uri, "summary.json")
@@ -138,11 +146,14 @@ def read_record(uri: str) -> ModelRecord:
         run_uri = storage.join(uri, "trials", summary["best_trial"])
         run_summary = _json(storage.join(run_uri, "summary.json")) if storage.exists(storage.join(run_uri, "summary.json")) else {}
         record = ModelRecord(name, "tune", uri, _training_metrics(summary["best"]),
-                             {**_run_info(run_summary), "best_epoch": summary["best_epoch"], "trials": summary["trials"]})
+                             {**_run_info(run_summary), "model_epoch": summary["best_epoch"], "trials": summary["trials"]})
         model_uri = summary["best_model_uri"]
     elif "best_model_uri" in summary:
-        record = ModelRecord(name, "train", uri, _training_metrics(summary["best"]), _run_info(summary))
-        model_uri = summary["best_model_uri"]
+        # The model the run stands for (checkpoint.select), with the metrics of its own epoch.
+        model_uri = resolve_model(uri)
+        metadata = read_metadata(model_uri)
+        record = ModelRecord(name, "train", uri, _training_metrics(metadata.get("metrics") or summary["best"]),
+                             {**_run_info(summary), "model_epoch": metadata.get("epoch", summary["best_epoch"])})
     else:
         raise ConfigError(f"{summary_uri}: not written by raysegment train or tune")
     record.info = {**_model_info(model_uri), **record.info}

@@ -6,7 +6,9 @@ scan's own resolution); each slice then goes through the checkpoint's own steps
 (:func:`raysegment.predict.forward_probabilities`), back to the scan's grid and through the
 checkpoint's post-processing exactly as ``infer`` does (:mod:`raysegment.infer.postprocess`).
 Volumes are stacked again along the last axis and put back in the file's voxel order before
-scoring in 3D with the scan's spacing.
+scoring in 3D with the scan's spacing. A 3D model sees the volume whole
+(:func:`raysegment.preprocess.read_volume`: resampled to its spacing, predicted through sliding
+windows) and its probabilities go back to the scan's grid the same way ``infer`` maps them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from raysegment.preprocess import (
     apply_steps,
     iter_examples,
     normalise_slices,
+    read_volume,
     restore_orientation,
 )
 
@@ -81,6 +84,8 @@ class CaseScorer:
         """
         from raysegment.readers import read_mask
 
+        if self.preprocess.dims == 3:
+            return self._predict_volume(row, postprocess)
         if examples is None:
             examples = self.read(row)
         if normalised is None:
@@ -104,6 +109,19 @@ class CaseScorer:
 
         return CasePrediction(row["case_id"], stack([ex["image"] for ex in examples]),
                               stack([ex["mask"] for ex in examples]) > 0.5, prediction > 0, tuple(spacing))
+
+    def _predict_volume(self, row: dict, postprocess: bool = True) -> CasePrediction:
+        """A 3D model's prediction of a volume case: sliding windows on the resampled volume, back on the scan's grid."""
+        volume = read_volume(row, self.preprocess, with_mask=True)
+        prob = forward_probabilities(self.model, volume["image"][None], self.batch_size, self.preprocess.exclusive,
+                                     self.postprocess.mirror, patch_size=self.preprocess.patch_size)
+        orientation = volume["geometry"]["orientation"]
+        grid = to_input_grid(prob, volume["geometry"]["steps"], orientation, volume=True)
+        prediction = (postprocess_unit([grid], self.postprocess, self.preprocess.exclusive)[0] if postprocess
+                      else self.postprocess.binarize(grid, self.preprocess.exclusive))
+        return CasePrediction(row["case_id"], restore_orientation(volume["raw"], orientation),
+                              restore_orientation(volume["truth"], orientation) > 0.5, prediction > 0,
+                              tuple(volume["file_spacing"]))
 
     def score(self, row: dict) -> list[dict]:
         """Per-class metric rows of one case (``case_id``, ``split``, ``class`` and the case metrics)."""

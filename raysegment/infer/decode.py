@@ -15,10 +15,16 @@ import numpy as np
 from raysegment.errors import RaySegmentError, ScanReadError
 from raysegment.infer.layout import case_key, completed_record
 from raysegment.infer.plan import Plan
-from raysegment.preprocess import apply_steps, normalise_slices, reorient, stack_channels
+from raysegment.preprocess import apply_steps, normalise_slices, reorient, reoriented_spacing, stack_channels
 
-#: The ``image`` of a row that carries no pixels (skipped or failed): 4D like every other row.
+#: The ``image`` of a row that carries no pixels (skipped or failed): 4D like every other row of
+#: a 2D model (a 3D model's rows are 5D, :func:`no_pixels`), as one tensor column needs.
 NO_PIXELS = np.zeros((0, 1, 1, 1), np.float32)
+
+
+def no_pixels(plan: Plan) -> np.ndarray:
+    """The empty ``image`` of a row of ``plan``'s model: 4D for 2D models, 5D for 3D ones."""
+    return NO_PIXELS if plan.preprocess_config.dims == 2 else NO_PIXELS[..., None]
 
 
 def unit_row(unit: str, status: str, cases: list[dict[str, Any]], image: np.ndarray = NO_PIXELS,
@@ -30,7 +36,8 @@ def unit_row(unit: str, status: str, cases: list[dict[str, Any]], image: np.ndar
         status: ``ok`` (some case has slices in ``image``), ``skipped`` (every case complete) or
             ``failed`` (no case could be read; or, set by the predictor, the model failed).
         cases: one entry per case, in slice order (see :func:`case_entry`).
-        image: ``(S, C, h, w)`` float32: the slices of the ``ok`` cases, in order.
+        image: ``(S, C, h, w)`` float32: the slices of the ``ok`` cases, in order (a 3D model's
+            one volume: ``(1, C, d, h, w)``).
     """
     meta = json.dumps({"cases": cases}, default=_json_default)
     return {"unit": unit, "status": status, "stage": stage, "error": error, "image": image, "meta": meta}
@@ -58,11 +65,12 @@ def decode_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     if not plan.overwrite:
         records = [_completed(str(c["case_id"]), plan) for c in cases]
         if all(r is not None for r in records):
-            return [unit_row(unit, "skipped", [case_entry(str(c["case_id"]), "skipped", record=r) for c, r in zip(cases, records)])]
+            return [unit_row(unit, "skipped", [case_entry(str(c["case_id"]), "skipped", record=r) for c, r in zip(cases, records)],
+                             image=no_pixels(plan))]
     decoded = _normalise_unit([read_case(c, plan) for c in cases], plan)
     shapes = {image.shape[1:] for _, image in decoded if image is not None}
     parts = [decoded] if len(shapes) <= 1 else [[d] for d in decoded]
-    return [_unit_row(unit, part) for part in parts]
+    return [_unit_row(unit, part, plan) for part in parts]
 
 
 def read_case(row: dict[str, Any], plan: Plan) -> tuple[dict[str, Any], list[np.ndarray] | None]:
@@ -102,7 +110,7 @@ def _normalise_unit(read: list[tuple[dict[str, Any], list[np.ndarray] | None]], 
             continue
         mine = [next(normalised) for _ in slices]
         try:
-            prepared = [apply_steps(s, None, config, volume_normalised=True) for s in mine]
+            prepared = [apply_steps(s, None, config, volume_normalised=True, spacing=entry["meta"].get("grid_spacing")) for s in mine]
         except Exception as exc:  # noqa: BLE001 - a bug or a library surprise must not end the run: record it against the file
             out.append((case_entry(entry["case_id"], "failed", "preprocess", _one_line(entry["meta"]["source_uris"], entry["case_id"], exc)), None))
             continue
@@ -115,10 +123,10 @@ def _one_line(uris: list[str], case_id: str, exc: Exception) -> str:
     return f"{uris[0] if uris else case_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
-def _unit_row(unit: str, decoded: list[tuple[dict[str, Any], np.ndarray | None]]) -> dict[str, Any]:
+def _unit_row(unit: str, decoded: list[tuple[dict[str, Any], np.ndarray | None]], plan: Plan) -> dict[str, Any]:
     images = [image for _, image in decoded if image is not None]
     if not images:
-        return unit_row(unit, "failed", [entry for entry, _ in decoded])
+        return unit_row(unit, "failed", [entry for entry, _ in decoded], image=no_pixels(plan))
     return unit_row(unit, "ok", [entry for entry, _ in decoded], image=np.concatenate(images))
 
 
@@ -148,7 +156,10 @@ def _read(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[list[np.nda
         if image.shape[-1] == 0:
             raise ScanReadError(uris[0], "volume has no slices")
         image, _, orientation = reorient(image, reference.affine, config.orientation)
-        slices = [image[..., k] for k in range(image.shape[-1])]
+        # A 3D model takes the volume whole; a 2D model its slices along the last axis.
+        slices = [image] if config.dims == 3 else [image[..., k] for k in range(image.shape[-1])]
+    elif config.dims == 3:
+        raise ScanReadError(uris[0], f"the model is 3D and needs a volume; this case is one {image.shape[1:]} slice")
     else:
         slices = [image]
     meta = {
@@ -162,6 +173,8 @@ def _read(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[list[np.nda
         "mask_uri": _optional(row.get("mask_uri")),
         "slice_index": cut,
     }
+    if config.dims == 3:
+        meta["grid_spacing"] = list(reoriented_spacing(reference.spacing, orientation))
     return slices, meta
 
 

@@ -20,8 +20,12 @@ def to_input_grid(prob: np.ndarray, steps: list[dict], orientation: list | None,
     """Probabilities of one case back on the input grid.
 
     Shape:
-        ``prob`` ``(S, K, h, w)`` -> ``(K, H, W)`` for a 2D case (S = 1) or ``(K, I, J, S)`` for a volume.
+        ``prob`` ``(S, K, h, w)`` -> ``(K, H, W)`` for a 2D case (S = 1) or ``(K, I, J, S)`` for a volume;
+        a 3D model's ``(1, K, i, j, s)`` -> ``(K, I, J, S)``.
     """
+    if prob.ndim == 5:  # one whole volume of a 3D model: undo its resampling, then its reorientation
+        grid = np.clip(invert_geometry(prob[0], steps, mode="linear"), 0.0, 1.0)
+        return restore_orientation(grid, orientation).astype(np.float32)
     slices = [np.clip(invert_geometry(p, steps, mode="linear"), 0.0, 1.0) for p in prob]
     if not volume:
         return slices[0].astype(np.float32)

@@ -35,13 +35,15 @@ class Predictor:
             torch.set_num_threads(plan.threads)
         self.model, _ = load_model(plan.model_uri, map_location=self.device)
         self.autocast = precision.autocast(plan.amp, self.device)
-        self.channels_last = self.device.type == "cuda"  # tensor-core convolutions want NHWC
+        # Tensor-core convolutions want NHWC; 3D models keep their NCDHW layout.
+        self.channels_last = self.device.type == "cuda" and plan.preprocess_config.dims == 2
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = plan.batch_size
         self.classes = len(plan.class_names)
         self.exclusive = plan.preprocess_config.exclusive
         self.mirror = plan.postprocess_config.mirror
+        self.patch_size = plan.preprocess_config.patch_size  # 3D models: the sliding window
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         """Add ``prob`` ``(S, K, h, w)`` float32 label probabilities and ``predict_seconds`` per unit.
@@ -51,7 +53,7 @@ class Predictor:
         """
         n = len(batch["unit"])
         status, stage, error = list(batch["status"]), list(batch["stage"]), list(batch["error"])
-        probs = [np.zeros((0, self.classes, 1, 1), np.float32) for _ in range(n)]
+        probs = [np.zeros((0, self.classes, *[1] * (batch["image"][i].ndim - 2)), np.float32) for i in range(n)]
         seconds = np.zeros(n, np.float64)
         pending = [i for i in range(n) if status[i] == "ok"]
         by_shape: dict[tuple, list[int]] = {}
@@ -77,7 +79,8 @@ class Predictor:
 
         stack = np.concatenate([images[i] for i in rows]) if len(rows) > 1 else images[rows[0]]
         start = time.perf_counter()
-        prob = forward_probabilities(self.model, stack, self.batch_size, self.exclusive, self.mirror, self.autocast, self.channels_last)
+        prob = forward_probabilities(self.model, stack, self.batch_size, self.exclusive, self.mirror, self.autocast,
+                                     self.channels_last, self.patch_size)
         elapsed = time.perf_counter() - start
         offset = 0
         for i in rows:

@@ -6,7 +6,7 @@
 """
 
 # importing the model modules registers them
-from raysegment.models import smp_models, transunet, unet, unetpp  # noqa: F401
+from raysegment.models import dynunet, smp_models, transunet, unet, unetpp  # noqa: F401
 from raysegment.models.checkpoint import CheckpointError, ModelSpec, load_model, read_metadata, save_model
 from raysegment.models.factory import MODELS, count_parameters, create_model, list_models, model_description, model_options
 

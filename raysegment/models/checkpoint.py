@@ -8,6 +8,8 @@ A checkpoint is a directory (local path or ``s3://`` prefix) holding:
   ...}`` plus any JSON metadata the writer adds (preprocessing config, class names, channels,
   metrics).
 
+An ensemble (:mod:`raysegment.models.ensemble`) is a ``model.json`` alone, naming member folders.
+
 ``model.json`` is written last and removed first when a checkpoint is overwritten: a directory
 whose ``model.json`` is readable always holds the matching weights.
 """
@@ -121,13 +123,18 @@ def load_model(uri: str, map_location: str | torch.device = "cpu") -> tuple[nn.M
     """Rebuild the model of a checkpoint and load its weights; nothing is downloaded.
 
     Returns:
-        ``(model in eval mode on map_location, parsed model.json)``.
+        ``(model in eval mode on map_location, parsed model.json)``; an ensemble folder gives an
+        :class:`~raysegment.models.ensemble.Ensemble` of its members.
 
     Raises:
         CheckpointError: naming ``uri`` when a file is missing or corrupt or the weights do not fit.
     """
+    from raysegment.models.ensemble import ENSEMBLE, load_ensemble
+
     document = read_metadata(uri)
     spec = ModelSpec.from_dict(document["model"])
+    if spec.name == ENSEMBLE:  # member folders, averaged: no weights of its own
+        return load_ensemble(uri, document, map_location), document
     if spec.name not in MODELS:
         raise CheckpointError(uri, f"model {spec.name!r} is not registered; valid: {', '.join(MODELS.names())}")
     model = spec.build(pretrained=False)

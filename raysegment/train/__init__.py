@@ -1,4 +1,5 @@
-"""Distributed training on Ray Train: ``train(config) -> RunResult`` and its typed job config.
+"""Distributed training on Ray Train: ``train(config) -> RunResult``, its typed job config, and
+cross-validation over patient folds: ``train_folds(config, folds=K, fold=None) -> FoldsResult``.
 
 ``train`` and ``RunResult`` are imported on first use: every Ray Data preprocessing task imports
 :mod:`raysegment.train.data`, and so this package, and must not pay for torch models, losses and
@@ -7,7 +8,7 @@ Ray Train in each fresh worker process.
 
 from raysegment.train.config import TrainConfig, apply_overrides, load_config, parse_set
 
-__all__ = ["RunResult", "TrainConfig", "apply_overrides", "load_config", "parse_set", "train"]
+__all__ = ["FoldsResult", "RunResult", "TrainConfig", "apply_overrides", "load_config", "parse_set", "train", "train_folds"]
 
 
 def __getattr__(name: str):
@@ -15,4 +16,8 @@ def __getattr__(name: str):
         from raysegment.train import run
 
         return getattr(run, name)
+    if name in ("FoldsResult", "train_folds"):
+        from raysegment.train import folds
+
+        return getattr(folds, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,15 @@
-"""Config-driven, on-the-fly augmentation of training batches with albumentations.
+"""Config-driven, on-the-fly augmentation of 2D training batches with albumentations.
 
-It runs on the training worker, batch by batch, seeded per (run seed, epoch, rank): the same seed
-gives the same augmentation, and a restarted worker draws the same sequence again. Validation data
-is never augmented.
+It runs in Ray Data tasks over the cached training examples (:func:`augment_batch`), ahead of
+the trainer and on other CPUs than its workers', so the training loop only moves ready batches to
+the device; every epoch's pass draws new transforms. Validation data is never augmented. 3D
+patches are augmented where they are cut (:mod:`raysegment.train.patches`).
 """
 
 from __future__ import annotations
+
+import functools
+import json
 
 import numpy as np
 
@@ -50,10 +54,10 @@ class Augmenter:
     def active(self) -> bool:
         return self.config.enabled and self.pipeline is not None
 
-    def seed(self, seed: int, epoch: int, rank: int) -> None:
-        """Restart the random sequence for one epoch of one worker."""
+    def seed(self, *key: int) -> None:
+        """Restart the random sequence at the one ``key`` (e.g. seed, epoch, rank) gives."""
         if self.pipeline is not None:
-            self.pipeline.set_random_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
+            self.pipeline.set_random_seed(int(np.random.SeedSequence([int(k) for k in key]).generate_state(1)[0]))
 
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Augment a batch.
@@ -70,3 +74,20 @@ class Augmenter:
             out_images[i] = np.asarray(result["image"]).reshape(images.shape[2:] + images.shape[1:2]).transpose(2, 0, 1)
             out_masks[i] = np.asarray(result["mask"]).reshape(masks.shape[2:] + masks.shape[1:2]).transpose(2, 0, 1)
         return out_images, out_masks
+
+
+@functools.lru_cache(maxsize=4)
+def _augmenter(config_json: str) -> Augmenter:
+    return Augmenter(AugmentConfig.model_validate_json(config_json))
+
+
+def augment_batch(batch: dict[str, np.ndarray], augment: dict) -> dict[str, np.ndarray]:
+    """Ray Data ``map_batches`` task: a batch of 2D examples, augmented with fresh random draws.
+
+    Shape:
+        ``image`` ``(N, C, H, W)`` and ``mask`` ``(N, K, H, W)`` float32; other columns pass through.
+    """
+    augmenter = _augmenter(json.dumps(augment, sort_keys=True))
+    augmenter.seed(*np.random.SeedSequence().generate_state(2))  # a new draw on every pass, in every task
+    images, masks = augmenter(np.asarray(batch["image"], np.float32), np.asarray(batch["mask"], np.float32))
+    return {**batch, "image": images, "mask": masks}

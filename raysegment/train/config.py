@@ -30,6 +30,9 @@ class AugmentConfig(_Section):
     """On-the-fly augmentation of training batches (never of validation).
 
     Geometric transforms move image and mask together; intensity transforms touch the image only.
+    Both run in Ray Data tasks ahead of the trainer: 2D examples through albumentations, 3D
+    patches through MONAI where they are cut; there ``hflip`` is the probability of a flip along
+    each axis and ``shift``/``vflip`` do not apply (a random patch is already shifted).
     """
 
     enabled: bool = True
@@ -52,6 +55,7 @@ class DataSection(_Section):
     max_cases: int | None = Field(None, ge=1, description="use at most this many cases per split (quick runs)")
     cache: bool = Field(True, description="keep preprocessed examples in the object store across epochs")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    patches_per_volume: int = Field(2, ge=1, description="3D models: random patches drawn from each training volume per epoch")
 
 
 class ModelSection(_Section):
@@ -77,7 +81,7 @@ class OptimSection(_Section):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, description="SGD only")
-    scheduler: Literal["none", "cosine", "plateau", "onecycle"] = "cosine"
+    scheduler: Literal["none", "cosine", "poly", "plateau", "onecycle"] = "cosine"
     loss: LossSpec = "bce_dice"
     amp: Literal["none", "bf16", "fp16"] = "none"
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val Dice")
@@ -200,7 +204,12 @@ def apply_overrides(base: TrainConfig | dict[str, Any], overrides: dict[str, Any
 
 
 def with_image_size(config: TrainConfig, size: int) -> TrainConfig:
-    """Set the size of the last ``resize`` step, or append one: the model-input size of the job."""
+    """Set the size of the last ``resize`` step, or append one: the model-input size of the job.
+
+    A 3D job (``dims: 3``) has no resize: its model input is the patch, made ``size`` voxels a side.
+    """
+    if config.data.preprocess.dims == 3:
+        return apply_overrides(config, {"data.preprocess.patch_size": [int(size)] * 3})
     steps = [dict(step) for step in config.data.preprocess.steps]
     resizes = [i for i, step in enumerate(steps) if step["name"] == "resize"]
     if resizes:

@@ -5,6 +5,9 @@ The driver only reads the manifest (metadata); every scan is read and preprocess
 driver. Volume rows stay whole (one task reads a volume once and yields its selected slices);
 2D slice rows are filtered with :func:`raysegment.manifest.slice_view` and read by patient volume,
 so volume-scope preprocessing sees every slice of the patient, selected for training or not.
+
+For 3D models (``preprocess.dims == 3``) each volume becomes one whole preprocessed example, and
+the training set draws random patches of them (:mod:`raysegment.train.patches`) anew every epoch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pandas as pd
 
 from raysegment.errors import ConfigError
 from raysegment.manifest import read_manifest, slice_view
-from raysegment.preprocess import PreprocessConfig, iter_examples, iter_volume_examples
+from raysegment.preprocess import PreprocessConfig, iter_examples, iter_volume_examples, read_volume
 
 
 @dataclass
@@ -81,6 +84,9 @@ def _examples(item: dict, preprocess: dict, seed: int) -> list[dict]:
     """``flat_map`` task: one volume's rows -> its examples (image, mask, and the volume and slice they belong to)."""
     config = PreprocessConfig.model_validate(preprocess)
     rows, keep = json.loads(item["rows"]), set(json.loads(item["keep"]))
+    if config.dims == 3:
+        volume = read_volume(rows[0], config, with_mask=True)
+        return [{"image": volume["image"], "mask": volume["mask"], "volume": item["volume"], "slice": -1}]
     if len(rows) == 1 and rows[0].get("level") != "slice":
         examples = iter_examples(rows[0], config, with_mask=True, seed=seed)
     else:
@@ -91,6 +97,9 @@ def _examples(item: dict, preprocess: dict, seed: int) -> list[dict]:
 def build_dataset(rows: pd.DataFrame, preprocess: PreprocessConfig, seed: int = 0, cache: bool = True,
                   parallelism: int | None = None, volumes: pd.DataFrame | None = None):
     """A Ray Dataset of training examples ``{image (C,h,w), mask (K,h,w)}``, one read task per block of volumes.
+
+    A 3D config yields one ``{image (C,d,h,w), mask (K,d,h,w)}`` per volume, at its own size
+    (:func:`patch_dataset` cuts the training patches).
 
     Args:
         rows: manifest rows to yield examples of.
@@ -118,6 +127,31 @@ def build_dataset(rows: pd.DataFrame, preprocess: PreprocessConfig, seed: int = 
     ds = ray.data.from_items(items, override_num_blocks=blocks)
     ds = ds.flat_map(_examples, fn_kwargs={"preprocess": preprocess.model_dump(mode="json"), "seed": seed})
     return ds.materialize() if cache else ds
+
+
+def patch_dataset(volumes, patch_size: list[int], per_volume: int, augment: dict | None, seed: int | None = None):
+    """The training patches of a dataset of whole volumes (:func:`build_dataset` of a 3D config).
+
+    The sampling and augmentation tasks run after the cached volumes, so each epoch draws anew.
+    """
+    from raysegment.train.patches import sample_patches
+
+    return volumes.flat_map(sample_patches, fn_kwargs={"patch_size": list(patch_size), "per_volume": per_volume,
+                                                       "augment": augment, "seed": seed})
+
+
+def augmented_dataset(examples, augment: dict, batch_size: int = 32):
+    """The training examples of a 2D dataset augmented in Ray Data tasks (:func:`raysegment.train.augment.augment_batch`).
+
+    The tasks run after the cached examples, so each epoch draws anew; without an active
+    augmentation the dataset is returned as it is.
+    """
+    from raysegment.train.augment import Augmenter, augment_batch
+    from raysegment.train.config import AugmentConfig
+
+    if not Augmenter(AugmentConfig.model_validate(augment)).active:
+        return examples
+    return examples.map_batches(augment_batch, fn_kwargs={"augment": augment}, batch_size=batch_size, batch_format="numpy")
 
 
 def volume_key(row: dict) -> str:

@@ -94,7 +94,8 @@ def export_model(uri: str, out: str, epoch: int | None = None) -> str:
     Raises:
         ConfigError: ``uri`` names no model, or ``epoch`` does not apply to it.
     """
-    from raysegment.models.checkpoint import SPEC_FILE, WEIGHTS_FILE
+    from raysegment.models.checkpoint import SPEC_FILE, WEIGHTS_FILE, read_metadata
+    from raysegment.models.ensemble import ENSEMBLE, copy_ensemble
 
     uri = storage.normalize(uri).rstrip("/")
     if epoch is not None:
@@ -107,6 +108,8 @@ def export_model(uri: str, out: str, epoch: int | None = None) -> str:
             return export_epoch(uri, epoch, out)
         raise ConfigError(f"{uri}: --epoch picks a kept epoch of a training run, and this is not one (no {TEMPLATE_FILE})")
     source = resolve_model(uri)
+    if read_metadata(source)["model"]["name"] == ENSEMBLE:
+        return copy_ensemble(source, out)
     # the weights first and model.json last, as save_model writes them: a readable model.json means a whole model
     storage.delete(storage.join(out, SPEC_FILE))
     storage.write_bytes(storage.join(out, WEIGHTS_FILE), storage.read_bytes(storage.join(source, WEIGHTS_FILE)))
@@ -127,15 +130,24 @@ def resolve_model(uri: str) -> str:
 
     ``uri`` may be a model checkpoint (``model.json``), a training run (the model its
     ``checkpoint.select`` names in ``summary.json``: ``best/`` or ``last/``), a tune experiment (its
-    ``best/``), or one of a run's training checkpoints (``RUN/checkpoints/epoch_0007``), which is
-    exported to ``RUN/epochs/epoch_0007`` the first time it is asked for.
+    ``best/``), a cross-validation folder (its ``ensemble/``, :mod:`raysegment.train.folds`), or one
+    of a run's training checkpoints (``RUN/checkpoints/epoch_0007``), which is exported to
+    ``RUN/epochs/epoch_0007`` the first time it is asked for.
 
     Raises:
-        ConfigError: ``uri`` is none of these.
+        ConfigError: ``uri`` is none of these, or a cross-validation folder with folds still to train.
     """
     from raysegment.models.checkpoint import SPEC_FILE
+    from raysegment.train.folds import ENSEMBLE_DIR, is_folds_folder, read_folds
 
     uri = storage.normalize(uri).rstrip("/")
+    if is_folds_folder(uri):
+        ensemble = storage.join(uri, ENSEMBLE_DIR)
+        if storage.exists(storage.join(ensemble, SPEC_FILE)):
+            return ensemble
+        untrained = [entry["fold"] for entry in read_folds(uri).get("fold", []) if not entry.get("model_uri")]
+        raise ConfigError(f"{uri}: a cross-validation folder whose ensemble is not written yet (folds without a model: "
+                          f"{untrained or 'none'}); train them with raysegment train --folds N --fold K")
     for candidate in (uri, storage.join(uri, _selected(uri))):
         if storage.exists(storage.join(candidate, SPEC_FILE)):
             return candidate

@@ -21,9 +21,8 @@ from raysegment.metrics import confusion_counts, scores_from_counts
 from raysegment.models import precision
 from raysegment.models.checkpoint import ModelSpec
 from raysegment.models.precision import autocast_dtype
-from raysegment.postprocess import PostprocessConfig
+from raysegment.postprocess import PostprocessConfig, label_probabilities
 from raysegment.predict import batch_probabilities
-from raysegment.train.augment import Augmenter
 from raysegment.train.config import TrainConfig
 from raysegment.train.optim import create_optimizer, create_schedule
 from raysegment.train.progress import BatchReporter
@@ -91,12 +90,12 @@ def train_func_per_worker(config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    on_gpu = device.type == "cuda"
+    channels_last = device.type == "cuda" and job.data.preprocess.dims == 2  # NHWC for tensor cores; 3D stays NCDHW
 
     checkpoint = ray.train.get_checkpoint()
     seed_everything(opt.seed, 0, 0)  # identical initial weights on every worker
     model = spec.build(pretrained=checkpoint is None)  # a restored run loads its own weights, downloads nothing
-    if on_gpu:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(model)
     loss_fn = DeepSupervisionLoss(create_loss(opt.loss, mode=loss_mode(len(class_names), exclusive)))
@@ -111,7 +110,6 @@ def train_func_per_worker(config: dict) -> None:
             progress = load_state(directory, model, optimizer, schedule, scaler)
 
     logger = TensorBoardLogger(config["run_uri"]) if rank == 0 and job.tracking.tensorboard else None
-    augmenter = Augmenter(job.data.augment)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     autocast = precision.autocast(opt.amp, device)
@@ -121,16 +119,19 @@ def train_func_per_worker(config: dict) -> None:
     while progress.epoch < opt.epochs and not progress.stopped:
         epoch = progress.epoch + 1
         seed_everything(opt.seed, epoch, rank)
-        augmenter.seed(opt.seed, epoch, rank)
         started = time.perf_counter()
         model.train()
         train = EpochStats(len(class_names), device, exclusive)
+        # Batches come preprocessed and augmented from Ray Data tasks (raysegment.train.augment,
+        # raysegment.train.patches); the time spent waiting for the next one is the share of a
+        # step the model waits for data.
+        waited, mark = 0.0, time.perf_counter()
         # A last batch of one example breaks BatchNorm on 1x1 feature maps (small encoders): dropped.
         for batch in _batches(train_shard, opt.batch_size, "cpu", seed=opt.seed + epoch, drop_last=config["drop_last"]):
-            images, masks = augmenter(batch["image"].numpy(), batch["mask"].numpy())
-            images = torch.from_numpy(images).to(device, non_blocking=True)
-            masks = torch.from_numpy(masks).to(device, non_blocking=True)
-            if on_gpu:
+            waited += time.perf_counter() - mark
+            images = batch["image"].to(device, non_blocking=True)
+            masks = batch["mask"].to(device, non_blocking=True)
+            if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast():
                 outputs = model(images)
@@ -146,13 +147,20 @@ def train_func_per_worker(config: dict) -> None:
             last = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
             train.add(loss, last.float(), masks)
             batch_progress.step(epoch, len(masks))
+            mark = time.perf_counter()
         train_time = time.perf_counter() - started
         train_metrics, _ = train.summary("train")
-        val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, exclusive,
-                               autocast, rank, world, config["val_volumes"], postprocess, class_names)
+        if job.data.preprocess.dims == 3:
+            val_metrics = validate_volumes(getattr(model, "module", model), loss_fn, val_shard, job.data.preprocess.patch_size,
+                                           opt.batch_size, device, exclusive, autocast, rank, world, config["val_volumes"],
+                                           postprocess, class_names)
+        else:
+            val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, exclusive,
+                                   autocast, rank, world, config["val_volumes"], postprocess, class_names)
         schedule.step_epoch(val_metrics[job.checkpoint.monitor])
         metrics = {"epoch": epoch, **train_metrics, **val_metrics, "lr": optimizer.param_groups[0]["lr"],
                    "epoch_time_s": time.perf_counter() - started, "train_time_s": train_time,
+                   "data_wait_s": waited, "data_wait_share": waited / max(train_time, 1e-9),
                    "images_per_s": train.loss[1].item() / max(train_time, 1e-9),
                    "timestamp_ms": int(time.time() * 1000)}
         progress.update(metrics, job.checkpoint.monitor, opt.patience, opt.min_delta)
@@ -227,6 +235,46 @@ def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocas
             pred = postprocess.masks_from_logits(logits.float(), exclusive)
         patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(), pred, masks > 0.5)
     counts, empty = patients.counts(num_volumes, len(class_names), device)
+    return validation_scores(loss_sum, counts, empty, class_names)
+
+
+@torch.no_grad()
+def validate_volumes(model, loss_fn, shard, patch_size: list[int], batch_size, device, exclusive: bool, autocast, rank, world,
+                     num_volumes: int, postprocess: PostprocessConfig, class_names: list[str]) -> dict[str, float]:
+    """:func:`validate` for 3D models: each validation volume predicted whole through sliding windows.
+
+    The volumes are scored on the model's (resampled) grid, with the same windows, mirroring and
+    post-processing ``evaluate`` and ``infer`` use (:func:`raysegment.predict.volume_probabilities`);
+    ``evaluate`` then scores on each scan's own grid. ``val_loss`` is the loss of the blended
+    whole-volume logits; ``val_empty_slices`` counts the volumes' slices along their last axis.
+    """
+    from raysegment.predict import volume_probabilities, window_logits
+
+    model.eval()
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    counts = torch.zeros(num_volumes, 4, len(class_names), dtype=torch.float64)
+    empty = torch.zeros(2, dtype=torch.float64)
+    for batch in shard.iter_batches(batch_size=1, batch_format="numpy"):
+        v = int(batch["volume"][0])
+        if v % world != rank:
+            continue
+        image = torch.from_numpy(np.ascontiguousarray(batch["image"][0], dtype=np.float32)).to(device)
+        truth = torch.from_numpy(np.ascontiguousarray(batch["mask"][0], dtype=np.float32)).to(device)
+        logits = window_logits(model, image[None], patch_size, batch_size, autocast)
+        loss_sum += torch.tensor([float(loss_fn(logits, truth[None])), 1.0], dtype=torch.float64, device=device)
+        if postprocess.mirror:
+            prob = volume_probabilities(model, image, patch_size, batch_size, exclusive, True, autocast)[None]
+        else:
+            prob = label_probabilities(logits, exclusive)
+        pred = postprocess.clean(postprocess.masks_from_probabilities(prob, exclusive)[0].cpu().numpy().astype(np.uint8))
+        truth_mask = truth.cpu().numpy() > 0.5
+        counts[v] = torch.from_numpy(np.stack(confusion_counts(pred[None], truth_mask[None]))[:, 0].astype(np.float64))
+        empty += torch.tensor([float((~truth_mask.any(axis=(0, 1, 2))).sum()), float(truth_mask.shape[-1])], dtype=torch.float64)
+    return validation_scores(loss_sum, counts.to(device), empty.to(device), class_names)
+
+
+def validation_scores(loss_sum: torch.Tensor, counts: torch.Tensor, empty: torch.Tensor, class_names: list[str]) -> dict[str, float]:
+    """Sum the workers' validation counts and turn them into the reported figures (see :func:`validate`)."""
     if dist.is_available() and dist.is_initialized():
         for tensor in (loss_sum, counts, empty):
             dist.all_reduce(tensor)

@@ -72,6 +72,12 @@ def _cosine(optimizer, cfg: OptimSection, steps_per_epoch: int) -> Schedule:
     return Schedule(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs, eta_min=cfg.lr * 0.01))
 
 
+@SCHEDULERS.register("poly")
+def _poly(optimizer, cfg: OptimSection, steps_per_epoch: int) -> Schedule:
+    """nnU-Net's schedule: ``lr * (1 - epoch / epochs) ** 0.9``."""
+    return Schedule(torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=cfg.epochs, power=0.9))
+
+
 @SCHEDULERS.register("plateau")
 def _plateau(optimizer, cfg: OptimSection, steps_per_epoch: int) -> Schedule:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=max(1, (cfg.patience or 6) // 3))

@@ -26,10 +26,11 @@ import pandas as pd
 from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.models.checkpoint import ModelSpec
+from raysegment.preprocess import PreprocessConfig
 from raysegment.runtime import init_ray, local_resources
 from raysegment.sizing import size_train
 from raysegment.train.config import TrainConfig
-from raysegment.train.data import build_dataset, input_channels, load_splits
+from raysegment.train.data import augmented_dataset, build_dataset, input_channels, load_splits, patch_dataset
 from raysegment.train.export import export_epoch, kept_epochs, write_template
 from raysegment.train.loop import train_func_per_worker
 from raysegment.train.progress import LiveMetrics, console_sink
@@ -45,12 +46,15 @@ class RunResult:
     Attributes:
         run_uri: the run folder.
         best_model_uri: ``run_uri/best``, loadable with ``load_model``.
+        model_uri: the model the run stands for (``checkpoint.select``: ``best/`` or ``last/``); what
+            ``evaluate``, ``export`` and ``infer`` load when given the run folder.
         history: one row per epoch.
         summary: the content of ``summary.json``.
     """
 
     run_uri: str
     best_model_uri: str
+    model_uri: str
     history: pd.DataFrame
     summary: dict = field(default_factory=dict)
 
@@ -91,7 +95,11 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     df, splits = load_splits(config.data.manifest, preprocess, [config.data.train_split, config.data.val_split],
                              seed=config.optim.seed, max_cases=config.data.max_cases, validation=(config.data.val_split,))
     channels = input_channels(df, preprocess, config.data.manifest)
-    spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.out_channels, config=config.model.config)
+    preprocess, model_config = plan_3d(preprocess, config.model.name, config.model.config, splits[config.data.train_split].rows, console)
+    if preprocess.dims == 3:  # the workers and the saved config.yaml get the planned patch, spacing and model
+        config = config.model_copy(update={"data": config.data.model_copy(update={"preprocess": preprocess}),
+                                           "model": config.model.model_copy(update={"config": model_config})})
+    spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.out_channels, config=model_config)
     spec.build(pretrained=False)  # a bad option fails here, in one line, not inside every worker
     write_template(run_uri, spec.to_dict(), preprocess=preprocess.model_dump(mode="json"),
                    postprocess=config.postprocess.model_dump(mode="json"), class_names=preprocess.class_names, channels=channels)
@@ -102,7 +110,14 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
         "val": build_dataset(splits[config.data.val_split].rows, preprocess.model_copy(update={"slice_selection": "all"}),
                              config.optim.seed, config.data.cache),
     }
-    train_examples = datasets["train"].count() if config.data.cache else None
+    if preprocess.dims == 3:
+        # Patches are drawn and augmented in Ray Data tasks, anew each epoch: their count is known, not stored.
+        train_examples = splits[config.data.train_split].cases * config.data.patches_per_volume
+        datasets["train"] = patch_dataset(datasets["train"], preprocess.patch_size, config.data.patches_per_volume,
+                                          config.data.augment.model_dump())
+    else:
+        train_examples = datasets["train"].count() if config.data.cache else None
+        datasets["train"] = augmented_dataset(datasets["train"], config.data.augment.model_dump())
     # One-cycle plans its whole schedule up front; a streamed (uncached) dataset has no count, so it gets 1.
     per_worker = (train_examples or 0) // scaling.workers
     drop_last = per_worker >= config.optim.batch_size
@@ -149,6 +164,27 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     return write_reports(config, spec, result, run_uri, time.perf_counter() - started, mlflow_run_id)
 
 
+def plan_3d(preprocess: PreprocessConfig, model: str, model_config: dict, rows: pd.DataFrame, console=None) -> tuple[PreprocessConfig, dict]:
+    """A 3D job's spacing and patch size, planned from its training volumes where the job leaves them out
+    (:mod:`raysegment.planning`), and the model options that take them (``dynunet``'s)."""
+    from raysegment.models import model_options
+    from raysegment.planning import plan_volumes
+
+    if preprocess.dims != 3:
+        return preprocess, model_config
+    if preprocess.spacing is None or preprocess.patch_size is None:
+        plan = plan_volumes(rows, preprocess.orientation, spacing=preprocess.spacing)
+        preprocess = preprocess.model_copy(update={"spacing": preprocess.spacing or list(plan.spacing),
+                                                   "patch_size": preprocess.patch_size or list(plan.patch_size)})
+        if console is not None:
+            console.print(f"3D plan from {plan.cases} training volumes: median shape {list(plan.median_shape)}, spacing "
+                          f"{[round(s, 3) for s in preprocess.spacing]} mm, patch {preprocess.patch_size}", highlight=False)
+    options = model_options(model)
+    filled = {key: value for key, value in (("patch_size", preprocess.patch_size), ("spacing", preprocess.spacing))
+              if key in options and key not in model_config}
+    return preprocess, {**model_config, **filled}
+
+
 def datasets_volumes(rows: pd.DataFrame) -> int:
     """Patient volumes among ``rows`` (:func:`raysegment.train.data.volume_key`), as ``build_dataset`` numbers them."""
     from raysegment.train.data import plain_row, volume_key
@@ -178,6 +214,7 @@ def write_reports(config: TrainConfig, spec: ModelSpec, result, run_uri: str, wa
         "best_model_uri": best_uri,
         "last_model_uri": last_uri,
         "selected": config.checkpoint.select,
+        "model_uri": storage.join(run_uri, config.checkpoint.select),
         "monitor": monitor,
         "best_epoch": int(best_row["epoch"]),
         "best": best_metrics,
@@ -186,6 +223,7 @@ def write_reports(config: TrainConfig, spec: ModelSpec, result, run_uri: str, wa
         "wall_time_s": wall_s,
         "train_time_s": float(history["train_time_s"].sum()),
         "images_per_s": float(history["images_per_s"].mean()),
+        "data_wait_share": float(history["data_wait_share"].mean()) if "data_wait_share" in history else None,
         "model": spec.to_dict(),
         "hardware": hardware(config.scaling.workers, config.scaling.gpus_per_worker),
     }
@@ -204,7 +242,7 @@ def write_reports(config: TrainConfig, spec: ModelSpec, result, run_uri: str, wa
             from raysegment.train.tracking import close_mlflow_run
 
             close_mlflow_run(config.tracking.mlflow_uri, mlflow_run_id, [os.path.join(local, n) for n in files])
-    return RunResult(run_uri=run_uri, best_model_uri=best_uri, history=history, summary=summary)
+    return RunResult(run_uri=run_uri, best_model_uri=best_uri, model_uri=summary["model_uri"], history=history, summary=summary)
 
 
 def hardware(workers: int, gpus_per_worker: float) -> dict:

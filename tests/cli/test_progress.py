@@ -290,7 +290,7 @@ def test_train_and_evaluate_tables_through_clirunner(monkeypatch):
     assert result.exit_code == 0, result.output
     check_one_line_tables(result.output)
     assert f"run: {LONG}" in result.output.splitlines()
-    result = CliRunner().invoke(app, ["evaluate", "--model", LONG, "--manifest", "m.parquet", "--out", "ev"])
+    result = CliRunner().invoke(app, ["evaluate", "--model", LONG, "--manifest", "m.parquet", "--split", "test", "--out", "ev"])
     assert result.exit_code == 0, result.output
     check_one_line_tables(result.output)
     assert result.output.splitlines()[0].startswith("evaluate  cases 12/12  ") and result.output.splitlines()[0].endswith("finished")

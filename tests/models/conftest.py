@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 TINY = {
+    "dynunet": {"patch_size": (16, 16, 16), "base_channels": 4, "max_channels": 8},
     "unet": {"base_channels": 4, "depth": 2},
     "unetpp": {"base_channels": 4, "depth": 2},
     "transunet": {

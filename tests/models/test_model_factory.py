@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -10,10 +12,16 @@ from raysegment.errors import ConfigError
 from raysegment.models import count_parameters, create_model, list_models, model_description, model_options
 
 CHANNELS = [(1, 1), (3, 3), (4, 3)]  # covers in_channels 1, 3, 4 and classes 1, 3
+#: The input of a model's tests: 2D slices of 64 px, or a 3D model's own patch.
+SPATIAL = {"dynunet": (16, 16, 16)}
 
 
-def convs(model: nn.Module) -> list[nn.Conv2d]:
-    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and not isinstance(m, nn.ConvTranspose2d)]
+def spatial(name: str) -> tuple[int, ...]:
+    return SPATIAL.get(name, (64, 64))
+
+
+def convs(model: nn.Module) -> list[nn.Conv2d | nn.Conv3d]:
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)) and not isinstance(m, (nn.ConvTranspose2d, nn.ConvTranspose3d))]
 
 
 def test_registry_lists_every_family():
@@ -35,8 +43,8 @@ def test_forward_shape_and_channels(name, in_channels, classes, tiny):
     torch.manual_seed(0)
     model = create_model(name, in_channels=in_channels, classes=classes, **tiny(name)).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, in_channels, 64, 64))
-    assert out.shape == (2, classes, 64, 64)
+        out = model(torch.randn(2, in_channels, *spatial(name)))
+    assert out.shape == (2, classes, *spatial(name))
     assert torch.isfinite(out).all()
     assert convs(model)[0].in_channels == in_channels
     assert convs(model)[-1].out_channels == classes
@@ -49,9 +57,8 @@ def test_parameter_count_follows_channels(name, tiny):
     more_in = create_model(name, in_channels=4, classes=1, **tiny(name))
     more_out = create_model(name, in_channels=1, classes=3, **tiny(name))
     first, head = convs(base)[0], convs(base)[-1]
-    kh, kw = first.kernel_size
-    assert count_parameters(more_in) - count_parameters(base) == 3 * first.out_channels * kh * kw
-    head_per_class = head.in_channels * head.kernel_size[0] * head.kernel_size[1] + (head.bias is not None)
+    assert count_parameters(more_in) - count_parameters(base) == 3 * first.out_channels * math.prod(first.kernel_size)
+    head_per_class = head.in_channels * math.prod(head.kernel_size) + (head.bias is not None)
     assert count_parameters(more_out) - count_parameters(base) == 2 * head_per_class
     assert count_parameters(base) == sum(p.numel() for p in base.parameters())
 

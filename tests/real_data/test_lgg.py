@@ -56,7 +56,7 @@ def test_inference_writes_masks_that_score_what_evaluate_reports(ray_session, re
     df = read_manifest(real_lgg_manifest)
     test_only = str(tmp_path / "test.parquet")
     write_manifest(df[df["split"] == "test"], test_only)
-    result = run_inference(InferConfig(model=real_lgg_run.best_model_uri, manifest=test_only, out=str(tmp_path / "out"),
+    result = run_inference(InferConfig(model=real_lgg_run.model_uri, manifest=test_only, out=str(tmp_path / "out"),
                                        workers=1, cpus_per_worker=1))
     assert result.failed == 0 and result.done == (df["split"] == "test").sum()
     written = result.metrics.set_index("case_id")

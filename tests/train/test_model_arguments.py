@@ -91,7 +91,7 @@ def test_compare_takes_a_run_a_checkpoint_and_a_model(run, tmp_path):
     assert list(table["kind"]) == ["train", "model", "model"]
     assert list(table["val_dice"]) == pytest.approx([0.5, 0.3, 0.5])
     assert list(table["val_patient_dice"]) == pytest.approx([0.45, 0.25, 0.45])
-    assert list(table["best_epoch"]) == [2, 1, 2]
+    assert list(table["model_epoch"]) == [2, 1, 2]
     assert table["params"].nunique() == 1 and table.loc["best", "model"] == "unet"
     result = CliRunner().invoke(app, ["compare", *sources, "--out", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
@@ -100,11 +100,18 @@ def test_compare_takes_a_run_a_checkpoint_and_a_model(run, tmp_path):
 
 
 def test_a_run_that_selects_its_final_weights_stands_for_last(run):
-    export_epoch(str(run), 2, str(run / "last"))
-    export_epoch(str(run), 1, str(run / "best"))  # a noisy validation picked an early epoch
+    from raysegment.compare.sources import read_record
+
+    export_epoch(str(run), 2, str(run / "last"), metrics=HISTORY[1])
+    export_epoch(str(run), 1, str(run / "best"), metrics=HISTORY[0])  # a noisy validation picked an early epoch
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "selected": "last"}))
     assert resolve_model(str(run)) == str(run / "last")
     assert _same(_weights(resolve_model(str(run))), _weights(resolve_model(str(run / "checkpoints" / "epoch_0002"))))
+    # `compare` shows the model the run stands for, with its own epoch's figures.
+    record = read_record(str(run))
+    assert record.info["model_epoch"] == 2 and record.metrics["val_dice"] == pytest.approx(0.5)
     (run / "summary.json").write_text(json.dumps({**summary, "selected": "best"}))
     assert resolve_model(str(run)) == str(run / "best")
+    record = read_record(str(run))
+    assert record.info["model_epoch"] == 1 and record.metrics["val_dice"] == pytest.approx(0.3)

@@ -8,6 +8,7 @@ import re
 from types import SimpleNamespace
 
 import pytest
+from fixtures_data import cli_train_run  # noqa: F401  (fixture)
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -125,17 +126,16 @@ def test_batch_reporter_without_a_named_queue_sends_nothing(monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_commands_print_progress_quietly(ray_session, lgg_manifest, tmp_path, monkeypatch, capfd):
+def test_train_and_evaluate_commands_print_progress_quietly(cli_train_run, lgg_manifest, tmp_path, monkeypatch, capfd):
     """End to end through CliRunner (no terminal): in-epoch lines from the workers, epoch lines with ETA, final lines;
-    no INFO lines, and no core-worker line about actor arguments from evaluate's Ray Data actor pool."""
+    no INFO lines, and no core-worker line about actor arguments from evaluate's Ray Data actor pool.
+
+    The training command is ``cli_train_run`` (2 epochs of 3 batches on 2 workers, a line on every update),
+    which the CLI tests read too."""
     from raysegment.cli import app
 
     monkeypatch.setenv("RAYSEGMENT_PROGRESS_SECONDS", "0")  # every update, for a run of seconds
-    run = str(tmp_path / "run")
-    args = ["train", "--model", "unet", "--manifest", lgg_manifest, "--out", run, "--epochs", "2", "--batch-size", "4",
-            "--image-size", "32", "--workers", "1", "--cpus-per-worker", "0.5", "--set", "model.config.base_channels=4",
-            "--set", "model.config.depth=2"]
-    result = CliRunner().invoke(app, args)
+    run, result = str(cli_train_run.run), cli_train_run.result
     assert result.exit_code == 0, (result.output, str(result.exception))
     lines = result.output.splitlines()
     eta = r"ETA [0-9hms]+"

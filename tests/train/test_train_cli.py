@@ -7,6 +7,7 @@ import struct
 
 import pandas as pd
 import pytest
+from fixtures_data import cli_train_run  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
 from raysegment.cli import app
@@ -30,14 +31,11 @@ def tensorboard_tags(folder) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_commands_with_mlflow(ray_session, lgg_manifest, tmp_path, monkeypatch):
+def test_train_and_evaluate_commands_with_mlflow(cli_train_run, lgg_manifest, tmp_path, monkeypatch):
+    """``cli_train_run``: ``raysegment train`` with --optimizer adamw --scheduler onecycle --lr 0.003 --amp bf16
+    --mlflow-uri, a YAML --loss and --set model.config=... (the progress tests read the same run's output)."""
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
-    run, store = tmp_path / "run", f"file://{tmp_path / 'mlruns'}"
-    args = ["train", "--model", "unet", "--manifest", lgg_manifest, "--out", str(run), "--epochs", "2", "--batch-size", "4",
-            "--lr", "0.003", "--optimizer", "adamw", "--scheduler", "onecycle", "--loss", "{bce: 0.5, dice: 0.5}",
-            "--image-size", "32", "--workers", "2", "--cpus-per-worker", "0.5", "--amp", "bf16", "--seed", "3",
-            "--mlflow-uri", store, "--set", "model.config={base_channels: 4, depth: 2}", "--set", "data.max_cases=12"]
-    result = CliRunner().invoke(app, args)
+    run, store, result = cli_train_run.run, cli_train_run.mlflow_uri, cli_train_run.result
     assert result.exit_code == 0, (result.output, str(result.exception))
     assert "epoch   2/2" in result.output and "best model:" in result.output
 

@@ -31,7 +31,7 @@ def test_job_runs_one_tiny_epoch(ray_session, trained_job, request, tmp_path, jo
     assert list(result.history["epoch"]) == [1]
     _, meta = load_model(result.best_model_uri)
     assert meta["class_names"] == base.data.preprocess.class_names
-    assert meta["model"]["classes"] == base.data.preprocess.num_classes
+    assert meta["model"]["classes"] == base.data.preprocess.out_channels
     assert meta["model"]["in_channels"] == len(meta["channels"])
     if base.data.preprocess.channels:
         assert meta["channels"] == base.data.preprocess.channels

@@ -1,4 +1,4 @@
-"""A real 4-trial Optuna (TPE) + ASHA search of tiny U-Nets on CPU, interrupted after its first
+"""A real 2-trial Optuna (TPE) + ASHA search of tiny U-Nets on CPU, interrupted after its first
 finished trial and resumed through the CLI; then its tables, the Optuna study that drove it, the
 best model, best config and figures. One search serves every test here: trials are what cost."""
 
@@ -34,7 +34,9 @@ SPACE = {
     "optim.weight_decay": None,
     "model.config.encoder": None,
 }
-SAMPLES, STARTUP = 4, 2  # the last two trials are TPE's own suggestions, modelled on the first ones' results
+# One random trial finishes before the interruption; the resumed search runs the second, TPE's own
+# suggestion modelled on the first one's result. Each trial is a full Ray Train run: they are what cost.
+SAMPLES, STARTUP = 2, 1
 
 
 class InterruptAfter(Callback):
