@@ -8,6 +8,7 @@ all test patients, beside the published figures:
 
 * per-patient Dice (slices stacked, largest 3D component kept): mean, median, 95% bootstrap interval;
 * the same without post-processing, and for the final weights (``last/``) beside the selected ones (``best/``);
+* the final weights with test-time mirroring (``--mirror``);
 * per-slice mean Dice and the share of empty slices (what a per-slice figure hides);
 * wall time, training images/s and hardware.
 
@@ -64,15 +65,17 @@ def run_fold(args, manifest, fold: int, out: str) -> dict:
     else:
         run = train(job)  # a finished fold of an earlier, interrupted benchmark resumes at once
     scores = {}
-    for model in ("best", "last"):
-        for post in (True, False):
-            folder = os.path.join(run.run_uri, f"eval_{model}_{post}")
-            if os.path.exists(os.path.join(folder, "volume_metrics.parquet")):
-                scores[(model, post)] = SimpleNamespace(volumes=pd.read_parquet(os.path.join(folder, "volume_metrics.parquet")),
-                                                        cases=pd.read_parquet(os.path.join(folder, "case_metrics.parquet")))
-            else:
-                scores[(model, post)] = evaluate(os.path.join(run.run_uri, model), manifest, "test", folder,
-                                                 postprocess={"largest_component": post})
+    # (model, largest component, test-time mirroring): mirroring costs four passes, so it is
+    # measured on the final weights with post-processing only, the run's own model.
+    for model, post, mirror in (("best", True, False), ("best", False, False), ("last", True, False),
+                                ("last", False, False), ("last", True, True)):
+        folder = os.path.join(run.run_uri, f"eval_{model}_{post}" + ("_mirror" if mirror else ""))
+        if os.path.exists(os.path.join(folder, "volume_metrics.parquet")):
+            scores[(model, post, mirror)] = SimpleNamespace(volumes=pd.read_parquet(os.path.join(folder, "volume_metrics.parquet")),
+                                                            cases=pd.read_parquet(os.path.join(folder, "case_metrics.parquet")))
+        else:
+            scores[(model, post, mirror)] = evaluate(os.path.join(run.run_uri, model), manifest, "test", folder,
+                                                     postprocess={"largest_component": post, "mirror": mirror})
     return {"run": run, "scores": scores, "config": job}
 
 
@@ -108,16 +111,18 @@ def main() -> None:
         manifest = os.path.join(args.out, f"fold{fold}.parquet")
         write_manifest(df.assign(split=fold_splits(df, fold_of, fold, seed=args.seed)), manifest)
         result = run_fold(args, manifest, fold, args.out)
-        for (model, post), evaluation in result["scores"].items():
-            per_patient.append(evaluation.volumes.assign(fold=fold, model=model, postprocess=post))
-            per_slice.append(evaluation.cases.assign(fold=fold, model=model, postprocess=post))
+        for (model, post, mirror), evaluation in result["scores"].items():
+            per_patient.append(evaluation.volumes.assign(fold=fold, model=model, postprocess=post, mirror=mirror))
+            per_slice.append(evaluation.cases.assign(fold=fold, model=model, postprocess=post, mirror=mirror))
         runs.append(result["run"].summary)
     patients, slices = pd.concat(per_patient, ignore_index=True), pd.concat(per_slice, ignore_index=True)
     patients.to_parquet(os.path.join(args.out, "patients.parquet"), index=False)
 
-    def figures(model: str, post: bool) -> dict:
-        dice = patients[(patients["model"] == model) & (patients["postprocess"] == post)]["dice"].to_numpy()
-        cases = slices[(slices["model"] == model) & (slices["postprocess"] == post)]
+    def figures(model: str, post: bool, mirror: bool = False) -> dict:
+        def pick(df):
+            return df[(df["model"] == model) & (df["postprocess"] == post) & (df["mirror"] == mirror)]
+
+        dice, cases = pick(patients)["dice"].to_numpy(), pick(slices)
         return {"patient_dice_mean": round(float(dice.mean()), 4), "patient_dice_median": round(float(np.median(dice)), 4),
                 "patient_dice_ci95": [round(v, 4) for v in bootstrap_ci(dice)], "slice_dice_mean": round(float(cases["dice"].mean()), 4),
                 "slice_dice_mean_with_lesion": round(float(cases[cases["volume_true"] > 0]["dice"].mean()), 4)}
@@ -137,6 +142,7 @@ def main() -> None:
         "selected_no_postprocess": figures("best", False),
         "final_weights": figures("last", True),
         "final_weights_no_postprocess": figures("last", False),
+        "final_weights_mirror": figures("last", True, mirror=True),
         "published": PUBLISHED,
         "train_images_per_s": round(float(np.mean([r["images_per_s"] for r in runs])), 1),
         "train_time_s": round(float(sum(r["train_time_s"] for r in runs)), 1),

@@ -83,7 +83,7 @@ def evaluate_folds(folds_uri: str, manifest: str, out: str | None = None, postpr
         ConfigError: not a folds folder, a fold without a model, or a manifest lacking the folds' patients.
     """
     from raysegment.evaluate import evaluate
-    from raysegment.evaluate.run import split_overview
+    from raysegment.evaluate.run import metric_columns, split_overview
     from raysegment.manifest import read_manifest, write_manifest
     from raysegment.metrics import aggregate
     from raysegment.train.export import resolve_model
@@ -117,13 +117,13 @@ def evaluate_folds(folds_uri: str, manifest: str, out: str | None = None, postpr
             volumes.append(results[k].volumes.assign(fold=k, split=CV_SPLIT))
     pooled = _fold_first(pd.concat(cases, ignore_index=True))
     pooled_volumes = _fold_first(pd.concat(volumes, ignore_index=True)) if volumes else pd.DataFrame()
-    result = CrossValResult(out=out, cases=pooled, summary=aggregate(pooled, by=("split", "class")),
-                            fold_summary=aggregate(pooled, by=("fold", "class")), overview=_overview(pooled, pooled_volumes, split_overview),
+    result = CrossValResult(out=out, cases=pooled, summary=aggregate(pooled, by=("split", "class"), metrics=metric_columns(pooled)),
+                            fold_summary=aggregate(pooled, by=("fold", "class"), metrics=metric_columns(pooled)), overview=_overview(pooled, pooled_volumes, split_overview),
                             volumes=pooled_volumes, folds=results)
     tables = {"case_metrics": pooled, "summary": result.summary, "fold_summary": result.fold_summary}
     if len(pooled_volumes):
-        result.volume_summary = aggregate(pooled_volumes, by=("split", "class"))
-        result.volume_fold_summary = aggregate(pooled_volumes, by=("fold", "class"))
+        result.volume_summary = aggregate(pooled_volumes, by=("split", "class"), metrics=metric_columns(pooled_volumes))
+        result.volume_fold_summary = aggregate(pooled_volumes, by=("fold", "class"), metrics=metric_columns(pooled_volumes))
         tables.update(volume_metrics=pooled_volumes, volume_summary=result.volume_summary, volume_fold_summary=result.volume_fold_summary)
     for name, table in tables.items():
         storage.write_table(storage.join(out, f"{name}.parquet"), _arrow(table))

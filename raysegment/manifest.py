@@ -122,6 +122,16 @@ def read_manifest(uri: str) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def expected_slices(row) -> int | None:
+    """The slices a row's image files must hold when read: ``num_slices`` of a volume row, else None.
+
+    Readers check it (``read_scan(uri, num_slices=...)``), so a file that lost slices since
+    ingest fails instead of giving a shorter mask.
+    """
+    count = row.get("num_slices")
+    return int(count) if row.get("level") == "volume" and count is not None and not pd.isna(count) else None
+
+
 def slice_view(df: pd.DataFrame, selection: SliceSelection = "all", seed: int = 0) -> pd.DataFrame:
     """Slice rows for 2D training: volume rows expanded into one row per selected slice.
 

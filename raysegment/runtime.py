@@ -6,19 +6,29 @@ and, unchanged, on a ``ray up`` cluster or inside a KubeRay job.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 def worker_env() -> dict[str, str]:
-    """The driver's settings that every Ray worker needs: storage endpoint, region, ``RAYSEGMENT_*``.
+    """The driver's settings that every Ray worker needs: its storage configuration, ``RAYSEGMENT_*``.
 
-    Credentials are deliberately left out: a runtime env is shown on the dashboard and stored with
-    the job, cluster nodes get theirs from an IAM role, and a local instance's workers inherit the
-    driver's environment anyway.
+    The storage configuration goes whole (endpoint, also when set by ``--s3-endpoint`` alone,
+    region, timeouts, retries; :mod:`raysegment.storage_config`), so a task on a cluster node
+    reaches the same store as the driver. Credentials are deliberately left out: a runtime env is
+    shown on the dashboard and stored with the job, cluster nodes get theirs from an IAM role, and
+    a local instance's workers inherit the driver's environment anyway.
     """
-    return {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("RAYSEGMENT_")}
+    from raysegment.storage_config import current_config
+
+    env = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("RAYSEGMENT_")}
+    return {**env, **current_config().env()}
 
 
 def task_runtime_env() -> dict | None:
@@ -135,13 +145,69 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, verbose: b
     level = backend_log_level(verbose)
     if level:  # read once by each C++ process as it starts; not left behind for anything started later
         os.environ["RAY_BACKEND_LOG_LEVEL"] = level
+    if not verbose:
+        _drop_start_up_notices()
     try:
-        context = ray.init(**ray_init_kwargs(address, num_cpus, verbose))
+        with _stderr_without(_BACKEND_LEVEL_NOTICE) if level else contextlib.nullcontext():
+            context = ray.init(**ray_init_kwargs(address, num_cpus, verbose))
     finally:
         if level:
             os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
     quiet_ray_data(verbose)
     return context
+
+
+# The driver's C++ core worker announces the level it read from RAY_BACKEND_LOG_LEVEL at INFO,
+# whatever that level is: the one line the threshold cannot hide.
+_BACKEND_LEVEL_NOTICE = "Set ray log level from environment variable RAY_BACKEND_LOG_LEVEL"
+
+# Python-side notices Ray logs at WARNING on every run that ask nothing of a raysegment user (shown
+# with --verbose): a local instance turning on token authentication by default (Ray's warning when
+# it is off stays), and Ray Data's progress bars, which raysegment replaces with its own.
+_START_UP_NOTICES = {
+    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
+    "ray.data._internal.progress": "Progress bars disabled",
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
+
+
+def _drop_start_up_notices() -> None:
+    for name, prefix in _START_UP_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) for f in logger.filters):
+            logger.addFilter(_DropNotice(prefix))
+
+
+@contextlib.contextmanager
+def _stderr_without(notice: str) -> Iterator[None]:
+    """File descriptor 2 into a temporary file for the block, then every line but ``notice`` back to stderr.
+
+    C++ code writes to the descriptor, not to ``sys.stderr``. Processes the block starts inherit the
+    file; Ray's own (GCS, raylet) write their output to the session's log files instead.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(errors="replace").splitlines(keepends=True) if notice not in line]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def quiet_ray_data(verbose: bool) -> None:

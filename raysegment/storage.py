@@ -9,8 +9,9 @@ target; on S3 the object is sent in one ``PutObject`` (or a multipart upload, wh
 visible when it completes), never through an open stream that would publish a partial object if
 the writer died mid-way.
 
-S3-compatible stores (MinIO, Ceph, moto) are reached through ``endpoint_url``, taken from
-:func:`configure` or the ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` environment variables.
+How S3 is reached (endpoint of an S3-compatible store, region, timeouts, retries) is one
+:class:`StorageConfig` (:mod:`raysegment.storage_config`), the same in the driver and every Ray
+worker. Without a configured region, each bucket's own region is asked of S3 once per process.
 """
 
 from __future__ import annotations
@@ -20,57 +21,20 @@ import functools
 import io
 import os
 import posixpath
+import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
 from raysegment.errors import StorageError
+from raysegment.storage_config import StorageConfig, configure, current_config  # noqa: F401  (re-exported: the CLI configures storage here)
 
 
 class MissingObjectError(StorageError, FileNotFoundError):
     """The URI names nothing."""
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    """How to reach object storage.
-
-    Attributes:
-        endpoint_url: S3 endpoint (``http://127.0.0.1:9000`` for MinIO); None for AWS itself.
-        region: bucket region; None lets the SDKs decide.
-        connect_timeout: seconds before an unreachable endpoint counts as down; kept short so a
-            wrong endpoint fails fast instead of hanging a nightly job.
-        request_timeout: seconds for one request.
-        max_attempts: attempts per request; transient errors and throttling are retried with
-            exponential backoff by both SDKs' standard retry strategies.
-    """
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    connect_timeout: float = 5.0
-    request_timeout: float = 60.0
-    max_attempts: int = 5
-
-
-_default = StorageConfig()
-
-
-def configure(**changes) -> StorageConfig:
-    """Change the process-wide storage defaults (the CLI's ``--s3-endpoint`` lands here)."""
-    global _default
-    _default = replace(_default, **changes)
-    return _default
-
-
-def current_config() -> StorageConfig:
-    """The defaults in force, with the endpoint and region filled in from the environment."""
-    endpoint = _default.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    region = _default.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    return replace(_default, endpoint_url=endpoint or None, region=region or None)
 
 
 def is_s3(uri: str) -> bool:
@@ -114,10 +78,44 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-@functools.lru_cache(maxsize=8)
-def _s3_filesystem(config: StorageConfig) -> pafs.S3FileSystem:
+#: Used where neither the configuration nor S3 names a region; AWS's own fallback.
+FALLBACK_REGION = "us-east-1"
+
+_bucket_regions: dict[tuple[StorageConfig, str], str] = {}
+
+
+def bucket_region(bucket: str, config: StorageConfig | None = None) -> str:
+    """The region to sign requests to ``bucket`` for: the configured one, else the bucket's own.
+
+    A bucket outside the SDKs' default region is otherwise reached with the wrong signature (or a
+    redirect per request). S3 names a bucket's region in the ``x-amz-bucket-region`` header of
+    HeadBucket, even on a 403; only regions S3 named are remembered, so a bucket created later is
+    asked again.
+    """
+    config = config or current_config()
+    if config.region:
+        return config.region
+    key = (config, bucket)
+    if key not in _bucket_regions:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = _s3_client(config, FALLBACK_REGION).head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            response = exc.response
+        except BotoCoreError:  # unreachable endpoint: the request that follows reports it
+            return FALLBACK_REGION
+        region = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-amz-bucket-region")
+        if not region:
+            return FALLBACK_REGION
+        _bucket_regions[key] = region
+    return _bucket_regions[key]
+
+
+@functools.lru_cache(maxsize=16)
+def _s3_filesystem(config: StorageConfig, region: str) -> pafs.S3FileSystem:
     kwargs = dict(
-        region=config.region or "us-east-1",
+        region=region,
         connect_timeout=config.connect_timeout,
         request_timeout=config.request_timeout,
         retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=config.max_attempts),
@@ -128,15 +126,15 @@ def _s3_filesystem(config: StorageConfig) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
-@functools.lru_cache(maxsize=8)
-def _s3_client(config: StorageConfig):
+@functools.lru_cache(maxsize=16)
+def _s3_client(config: StorageConfig, region: str):
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
         endpoint_url=config.endpoint_url,
-        region_name=config.region or "us-east-1",
+        region_name=region,
         config=Config(
             connect_timeout=config.connect_timeout,
             read_timeout=config.request_timeout,
@@ -145,17 +143,19 @@ def _s3_client(config: StorageConfig):
     )
 
 
-def s3_client(config: StorageConfig | None = None):
-    """A boto3 S3 client for what pyarrow lacks (atomic uploads, error codes)."""
-    return _s3_client(config or current_config())
+def s3_client(bucket: str | None = None, config: StorageConfig | None = None):
+    """A boto3 S3 client for what pyarrow lacks (atomic uploads, error codes), signed for ``bucket``'s region."""
+    config = config or current_config()
+    return _s3_client(config, bucket_region(bucket, config) if bucket else config.region or FALLBACK_REGION)
 
 
 def filesystem(uri: str, config: StorageConfig | None = None) -> tuple[pafs.FileSystem, str]:
     """Resolve a URI to ``(filesystem, path inside it)``."""
     uri = normalize(uri)
     if is_s3(uri):
+        config = config or current_config()
         bucket, key = _split_s3(uri)
-        return _s3_filesystem(config or current_config()), f"{bucket}/{key}".rstrip("/")
+        return _s3_filesystem(config, bucket_region(bucket, config)), f"{bucket}/{key}".rstrip("/")
     return pafs.LocalFileSystem(), uri
 
 
@@ -165,10 +165,11 @@ def _wrap(uri: str, exc: BaseException) -> StorageError:
         return MissingObjectError(f"{uri}: no such file or object")
     if "NoSuchBucket" in text:
         return MissingObjectError(f"{uri}: no such bucket")
-    if "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text or "403" in text:
-        return StorageError(f"{uri}: access denied (check the AWS credentials and the bucket policy)")
+    # Before the status codes: an endpoint's port (127.0.0.1:44037) may contain "403".
     if "curlCode" in text or "Could not connect" in text or "Connect timeout" in text or "EndpointConnectionError" in type(exc).__name__:
         return StorageError(f"{uri}: storage endpoint unreachable ({text[:200]})")
+    if "AccessDenied" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text or re.search(r"(?<![\d.:])403(?!\d)", text):
+        return StorageError(f"{uri}: access denied (check the AWS credentials and the bucket policy)")
     return StorageError(f"{uri}: {text[:300]}")
 
 
@@ -191,7 +192,7 @@ def write_bytes(uri: str, data: bytes) -> None:
     if is_s3(uri):
         bucket, key = _split_s3(uri)
         try:
-            s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+            s3_client(bucket).put_object(Bucket=bucket, Key=key, Body=data)
         except Exception as exc:  # botocore raises many unrelated types
             raise _wrap(uri, exc) from exc
         return
@@ -220,7 +221,7 @@ def atomic_write(uri: str) -> Iterator[str]:
             bucket, key = _split_s3(uri)
             try:
                 # upload_file uses multipart for large files; an unfinished multipart upload is never visible.
-                s3_client().upload_file(tmp, bucket, key)
+                s3_client(bucket).upload_file(tmp, bucket, key)
             except Exception as exc:
                 raise _wrap(uri, exc) from exc
         else:

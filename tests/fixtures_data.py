@@ -26,7 +26,7 @@ from raysegment.train.config import cli_overrides
 
 JOBS_DIR = Path(__file__).parents[1] / "jobs"
 #: The training job files (tune and inference jobs have their own tests).
-JOBS = sorted(p for p in JOBS_DIR.glob("*.yaml") if p.name != "nightly_infer.yaml" and not p.name.startswith("tune_"))
+JOBS = sorted(p for p in JOBS_DIR.glob("*.yaml") if not p.name.startswith(("nightly", "tune_")))
 
 #: Overrides that make any job tiny: 32 px, few cases, 2 CPU workers (the seed jobs ask for GPUs)
 #: sharing the 2 test CPUs with the Ray Data tasks (half a CPU each).
@@ -51,7 +51,8 @@ TINY_MODELS = {
     "dynunet": {"base_channels": 4, "max_channels": 8},
 }
 #: The seed job each trained model comes from.
-MODEL_JOBS = {"unet": "lgg_unet", "unetpp": "lgg_unetpp", "transunet": "lgg_transunet", "smp-Unet": "lgg_smp_unet_vgg16"}
+MODEL_JOBS = {"unet": "lgg_seed000_unet", "unetpp": "lgg_seed000_unetpp", "transunet": "lgg_seed000_transunet",
+              "smp-Unet": "lgg_seed002_unet_vgg16"}
 
 _built: dict[tuple[str, str], object] = {}
 
@@ -125,6 +126,7 @@ def tiny_job(job: Path, manifest: str, out, **overrides):
     """
     base = load_config(str(job))
     sets = [f"model.config.{key}={value}" for key, value in TINY_MODELS[base.model.name].items()]
+    sets += ["model.config.weights=null"] if "weights" in base.model.config else []  # a published file, for the full-size model
     options = cli_overrides(epochs=1, out=str(out), manifest=manifest, sets=sets, tensorboard=False,
                             encoder_weights="none" if "encoder_weights" in base.model.config else None)
     return load_config(str(job), {**TINY, **options, "tracking.progress": False, **overrides}, image_size=32)
@@ -197,7 +199,8 @@ def cli_train_run(ray_session, lgg_manifest, tmp_path_factory) -> CliRun:
         args = ["train", "--model", "unet", "--manifest", lgg_manifest, "--out", str(run), "--epochs", "2", "--batch-size", "2",
                 "--lr", "0.003", "--optimizer", "adamw", "--scheduler", "onecycle", "--loss", "{bce: 0.5, dice: 0.5}",
                 "--image-size", "32", "--workers", "2", "--cpus-per-worker", "0.5", "--amp", "bf16", "--seed", "3",
-                "--mlflow-uri", store, "--set", "model.config={base_channels: 4, depth: 2}", "--set", "data.max_cases=12"]
+                "--mlflow-uri", store, "--set", "model.config={base_channels: 4, depth: 2}", "--set", "data.max_cases=12",
+                "--set", "metrics=[fnr, dice]"]
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store behind this switch
             patch.setenv("RAYSEGMENT_PROGRESS_SECONDS", "0")  # every update, for a run of seconds

@@ -19,6 +19,20 @@ def test_worker_env_carries_endpoint_and_settings_but_no_secrets(monkeypatch):
     assert not any(key.startswith(("AWS_SECRET", "AWS_ACCESS", "AWS_SESSION")) for key in env)
 
 
+def test_worker_env_carries_the_storage_config_set_by_the_cli_alone(monkeypatch):
+    from raysegment import storage, storage_config
+
+    monkeypatch.setattr(storage_config, "_overrides", {})
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "not-for-the-dashboard")
+    storage.configure(endpoint_url="http://minio:9000", max_attempts=8)  # --s3-endpoint, and a retry setting
+    env = worker_env()
+    assert env["RAYSEGMENT_S3_ENDPOINT_URL"] == "http://minio:9000" and env["RAYSEGMENT_S3_MAX_ATTEMPTS"] == "8"
+    assert env["RAYSEGMENT_S3_REGION"] == ""  # none on the driver: every worker resolves each bucket's region too
+    assert "not-for-the-dashboard" not in env.values()
+
+
 def test_tasks_get_a_runtime_env_only_when_settings_changed_after_init(ray_session, monkeypatch):
     # The session's Ray started with this process's worker_env(): no separate worker pool needed.
     assert task_runtime_env() is None
@@ -40,3 +54,18 @@ def test_requests_a_local_instance_cannot_meet_fail_at_once(ray_session):
     assert local_resources("ray://head:10001") is None
     check_local_request("ray://head:10001", {"GPU": 8}, "--gpus-per-worker 4")
 
+
+
+def test_a_quiet_start_prints_none_of_rays_start_up_notices_and_verbose_shows_them(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from raysegment.runtime import init_ray; init_ray(num_cpus=1, verbose=sys.argv[1] == 'v'); import ray.data; "
+            "ray.data.DataContext.get_current().enable_progress_bars = False; print(ray.data.range(3).count())")
+    notices = ("logging.cc", "Set ray log level", "Token authentication is enabled", "Progress bars disabled")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RAY_ADDRESS", "RAY_BACKEND_LOG_LEVEL", "RAY_AUTH_MODE")}
+    quiet = subprocess.run([sys.executable, "-c", code, "q"], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "3", quiet.stderr
+    assert not [n for n in notices if n in quiet.stderr], quiet.stderr
+    verbose = subprocess.run([sys.executable, "-c", code, "v"], capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert "Token authentication is enabled" in verbose.stderr  # hidden, not lost: --verbose shows Ray's own lines

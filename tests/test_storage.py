@@ -10,8 +10,16 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from raysegment import storage
+from raysegment import storage, storage_config
 from raysegment.errors import StorageError
+from raysegment.storage_config import StorageConfig
+
+
+@pytest.fixture
+def configured(monkeypatch):
+    """storage.configure for one test: what it sets is forgotten afterwards."""
+    monkeypatch.setattr(storage_config, "_overrides", {})
+    return storage.configure
 
 
 @pytest.fixture(params=["local", "file", "s3"])
@@ -102,11 +110,8 @@ def test_normalize_and_join(tmp_path):
         storage.normalize("gs://bucket/x")
 
 
-def test_unreachable_endpoint_fails_fast_with_clear_message(monkeypatch):
-    from raysegment.storage import StorageConfig
-
-    cfg = StorageConfig(endpoint_url="http://127.0.0.1:9", connect_timeout=1, request_timeout=2, max_attempts=1)
-    monkeypatch.setattr(storage, "_default", cfg)
+def test_unreachable_endpoint_fails_fast_with_clear_message(monkeypatch, configured):
+    configured(endpoint_url="http://127.0.0.1:9", connect_timeout=1, request_timeout=2, max_attempts=1)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     with pytest.raises(StorageError, match="s3://bucket/key"):
@@ -125,3 +130,70 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
     assert storage.remove_stale_temporaries(str(tmp_path), older_than_s=3600) == 1
     assert not stale.exists() and fresh.exists() and kept.exists()  # a live writer's file stays
     assert storage.remove_stale_temporaries(str(tmp_path / "nowhere")) == 0
+
+
+def test_config_travels_through_the_environment_whole(monkeypatch, configured):
+    sent = StorageConfig(endpoint_url="http://minio:9000", region=None, connect_timeout=2.5, request_timeout=30.0, max_attempts=9)
+    # A worker node's own variables lose to what the driver forwarded, an unset region included.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://elsewhere:1")
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    for name, value in sent.env().items():
+        monkeypatch.setenv(name, value)
+    assert storage.current_config() == sent
+    assert configured(max_attempts=2) == StorageConfig(**{**sent.__dict__, "max_attempts": 2})
+
+
+@pytest.mark.s3
+def test_an_unset_region_is_the_buckets_own(s3_server, monkeypatch, configured):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    storage.s3_client(config=StorageConfig(endpoint_url=s3_server, region="eu-west-1")).create_bucket(
+        Bucket="bucket-in-ireland", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert storage.current_config().region is None
+    assert storage.bucket_region("bucket-in-ireland") == "eu-west-1"
+    assert storage.s3_client("bucket-in-ireland").meta.region_name == "eu-west-1"
+    storage.write_bytes("s3://bucket-in-ireland/k", b"signed for eu-west-1")
+    fs, path = storage.filesystem("s3://bucket-in-ireland/k")
+    assert fs.region == "eu-west-1" and storage.read_bytes("s3://bucket-in-ireland/k") == b"signed for eu-west-1"
+    configured(region="us-west-2")  # a configured region is used as it is, unasked
+    assert storage.filesystem("s3://bucket-in-ireland/k")[0].region == "us-west-2"
+
+
+@pytest.mark.s3
+def test_ray_tasks_and_actors_reach_the_endpoint_given_to_the_driver_alone(ray_session, s3_bucket, s3_server, monkeypatch, configured):
+    import ray
+
+    from raysegment.runtime import task_runtime_env
+
+    # Defined here so that Ray ships them by value: workers cannot import this test module.
+    def read_in_worker(row: dict) -> dict:
+        return {"endpoint": storage.current_config().endpoint_url, "aws_variable": os.environ.get("AWS_ENDPOINT_URL_S3"),
+                "content": storage.read_bytes(row["uri"]).decode()}
+
+    class ReaderActor:
+        def __call__(self, batch: dict) -> dict:
+            rows = [read_in_worker({"uri": uri}) for uri in batch["uri"]]
+            return {key: [row[key] for row in rows] for key in rows[0]}
+
+    storage.write_bytes(s3_bucket + "/scan", b"from the loopback store")
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # What --s3-endpoint does; "localhost" rather than the session's 127.0.0.1, so the workers
+    # cannot have it from anywhere but this configuration.
+    endpoint = s3_server.replace("127.0.0.1", "localhost")
+    configured(endpoint_url=endpoint)
+    env = task_runtime_env()
+    # This session's workers inherited the server's variables from the test process; blanked,
+    # they stand for a cluster node's workers, which never had them.
+    env["env_vars"].update(AWS_ENDPOINT_URL_S3="", AWS_ENDPOINT_URL="")
+    ds = ray.data.from_items([{"uri": s3_bucket + "/scan"}])
+    by_task = ds.map(read_in_worker, runtime_env=env).take_all()
+    by_actor = ds.map_batches(ReaderActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=1), runtime_env=env).take_all()
+    for row in by_task + by_actor:
+        assert row == {"endpoint": endpoint, "aws_variable": "", "content": "from the loopback store"}
+
+
+def test_an_endpoint_port_with_403_in_it_is_not_access_denied():
+    unreachable = OSError("AWS Error NETWORK_CONNECTION during HeadObject operation: curlCode: 7, Failed to connect to 127.0.0.1:44037")
+    assert "unreachable" in str(storage._wrap("s3://b/k", unreachable))
+    assert "access denied" in str(storage._wrap("s3://b/k", OSError("An error occurred (403) when calling the HeadObject operation: Forbidden")))

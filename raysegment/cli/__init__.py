@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from raysegment.errors import RaySegmentError
 
-COMMAND_MODULES = ["inspect", "sample_data", "ingest", "demo", "models", "infer", "manifest", "train", "export", "evaluate", "tune", "compare", "score"]
+COMMAND_MODULES = ["inspect", "sample_data", "ingest", "demo", "models", "model", "infer", "nightly", "manifest", "train", "export", "evaluate", "tune", "compare", "score"]
 
 
 

@@ -28,7 +28,8 @@ def evaluate(
     address: Annotated[Optional[str], Opt(help="Ray cluster address; default RAY_ADDRESS or a local Ray.")] = None,
     as_json: Annotated[bool, Opt("--json", help="Print the summary table as JSON.")] = False,
 ) -> None:
-    """Per-case metrics at the original resolution, summary statistics and best/median/worst overlays.
+    """Per-case metrics at the original resolution beside the model's training loss, summary statistics,
+    and overlays of the best, median and worst case and of one without lesion.
 
     Given a cross-validation folder (raysegment train --folds) and no --split: each fold's model on
     its own held-out patients, pooled over the folds, with per-fold figures.
@@ -56,10 +57,11 @@ def evaluate(
         print_json(result.summary.to_dict(orient="records"))
         return
     console.print(table(f"evaluation of {model}", result.overview.columns, result.overview.itertuples(index=False)))
-    _print_summary(result.summary, "per case")
+    shown = ["loss", *(result.reported_metrics or _SHOWN)]  # a seed report's metrics, in its order, when the job names them
+    _print_summary(result.summary, "per case", shown)
     console.print(f"per-case metrics: {result.out}/case_metrics.parquet", highlight=False)
     if len(result.volumes):
-        _print_summary(result.volume_summary, "per patient volume (slices stacked)")
+        _print_summary(result.volume_summary, "per patient volume (slices stacked)", shown)
         console.print(f"per-volume metrics: {result.out}/volume_metrics.parquet", highlight=False)
     for name, uri in result.figures.items():
         console.print(f"figure {name}: {uri}", highlight=False)
@@ -84,9 +86,13 @@ def _cross_validation(folds: str, manifest: str, out: str, overrides: dict, work
         console.print(f"per-volume metrics: {result.out}/volume_metrics.parquet", highlight=False)
 
 
-def _print_summary(summary, title: str) -> None:
-    shown = summary[summary["metric"].isin(["dice", "iou", "precision", "recall", "hd95"])]
-    rows = shown[["split", "class", "metric", "mean", "std", "median"]].itertuples(index=False)
+_SHOWN = ("dice", "iou", "precision", "recall", "hd95")
+
+
+def _print_summary(summary, title: str, metrics=("loss", *_SHOWN)) -> None:
+    shown = summary[summary["metric"].isin(metrics)].copy()
+    shown["order"] = shown["metric"].map({m: i for i, m in enumerate(metrics)})
+    rows = shown.sort_values(["split", "class", "order"], kind="stable")[["split", "class", "metric", "mean", "std", "median"]].itertuples(index=False)
     console.print(table(title, ["split", "class", "metric", "mean", "std", "median"], rows))
 
 

@@ -13,7 +13,8 @@ _SHOWN_ERRORS = 20
 
 
 def infer(
-    model: Annotated[str | None, typer.Option(help="Checkpoint folder, training run (its best/) or a run's checkpoints/epoch_NNNN (local or s3://).")] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint folder, training run (its best/), a run's checkpoints/epoch_NNNN, or a model repository "
+                                                   "(NAME: its production alias, NAME@ALIAS, NAME/versions/ID; local or s3://).")] = None,
     manifest: Annotated[str | None, typer.Option(help="Parquet manifest of the cases to segment.")] = None,
     out: Annotated[str | None, typer.Option(help="Output root for masks, records, metrics.parquet, errors.parquet, run.json.")] = None,
     config: Annotated[str | None, typer.Option(help="YAML file of InferConfig fields; options given here override it.")] = None,
@@ -34,7 +35,10 @@ def infer(
         "--mirror/--no-mirror", help="Average over mirrored slices, 4 passes each (default: the checkpoint's).")] = None,
     save_probabilities: Annotated[bool, typer.Option("--save-probabilities", help="Also write per-class probability maps.")] = False,
     one_hot: Annotated[bool, typer.Option("--one-hot", help="Write classes as a stack (4D NIfTI, bit fields), not one label map in the source's values.")] = False,
+    overlays: Annotated[int | None, typer.Option(help="Draw OUT/overlays/*.png (image + predicted mask) for the first N cases without ground truth.")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address; default RAY_ADDRESS or a local instance.")] = None,
+    case_timeout: Annotated[float | None, typer.Option(help="Seconds a case may spend in one stage before its worker is ended as hung (default 1800).")] = None,
+    case_retries: Annotated[int | None, typer.Option(help="Tries more, each case alone, for the cases of a worker that died or hung (default 2).")] = None,
     json: Annotated[bool, typer.Option("--json", help="Print run.json instead of the progress bar and tables.")] = False,
 ) -> None:
     """Segment every case of a manifest; re-running with the same --out skips completed cases.
@@ -47,15 +51,17 @@ def infer(
         config, date=date, model=model, manifest=manifest, out=out, workers=workers, gpus_per_worker=gpus_per_worker,
         cpus_per_worker=cpus_per_worker, batch_size=batch_size, amp=amp, format=format, overwrite=overwrite or None, limit=limit, threshold=threshold,
         largest_component=largest_component, mirror=mirror, save_probabilities=save_probabilities or None, one_hot=one_hot or None,
-        address=address,
+        overlays=overlays, address=address, case_timeout_s=case_timeout, case_retries=case_retries,
     )
     if json:
         result = run_inference(settings)
         print_json(result.run)
         raise typer.Exit(result.exit_code)
-    result = _run_with_progress(partial(run_inference, console=console), settings)
+    result = run_with_progress(partial(run_inference, settings, console=console))
     rows = [("cases", result.cases), ("done", result.done), ("skipped", result.skipped), ("failed", result.failed),
             ("slices", result.slices), ("slices/s", round(result.slices_per_second, 2)), ("output", settings.out)]
+    if settings.overlays:
+        rows.append(("overlays", f"{settings.out.rstrip('/')}/overlays"))
     console.print(table(f"raysegment infer: {settings.model}", ("", "value"), rows), soft_wrap=True)
     for error in result.errors.head(_SHOWN_ERRORS).itertuples():
         console.print(f"[red]failed[/] {error.case_id} ({error.stage}): {error.error}", highlight=False, soft_wrap=True)
@@ -64,13 +70,14 @@ def infer(
     raise typer.Exit(result.exit_code)
 
 
-def _run_with_progress(run_inference, settings):
-    """A progress bar on a terminal; elsewhere (a pipe, a job's log) a plain line every RAYSEGMENT_PROGRESS_SECONDS and a last one."""
+def run_with_progress(run):
+    """``run(on_case=...)`` (inference, or a night of it) showing its cases: a progress bar on a
+    terminal; elsewhere (a pipe, a job's log) a plain line every RAYSEGMENT_PROGRESS_SECONDS and a last one."""
     if not console.is_terminal:
         from raysegment.progress import CountProgress
 
         progress = CountProgress("infer", "cases", plain_line)
-        result = run_inference(settings, on_case=lambda row, total: progress.update(
+        result = run(on_case=lambda row, total: progress.update(
             total=total, skipped=row["status"] == "skipped", failed=row["status"] == "failed"))
         progress.finish()
         return result
@@ -89,7 +96,7 @@ def _run_with_progress(run_inference, settings):
         def advance(row: dict, total: int) -> None:
             bar.update(task, total=total, advance=1, description=f"{row['status']:>7} {row['case_id']}")
 
-        return run_inference(settings, on_case=advance)
+        return run(on_case=advance)
 
 
 def register(app: typer.Typer) -> None:

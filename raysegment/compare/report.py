@@ -2,7 +2,9 @@
 
 ``OUT`` receives ``comparison.parquet`` and ``comparison.csv`` (one row per model), ``comparison.png``
 (the overlap scores of each model on its most held-out split: test, else val, else train),
-``overlays/`` (copies of each model's evaluation overlays) and ``report.md`` linking them.
+``curves.png`` (the training curves of the models that have a run's history, overlaid: one panel
+per metric and split, one line per model), ``overlays/`` (copies of each model's evaluation
+overlays) and ``report.md`` linking them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class CompareResult:
     records: list[ModelRecord]
     figures: dict[str, str] = field(default_factory=dict)
     report_uri: str = ""
+    histories: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _split_rank(split: str) -> tuple[int, str]:
@@ -85,7 +88,7 @@ def _cell(value) -> str:
     return str(value)
 
 
-def markdown(table: pd.DataFrame, records: list[ModelRecord], overlays: dict[str, list[tuple[str, str]]]) -> str:
+def markdown(table: pd.DataFrame, records: list[ModelRecord], overlays: dict[str, list[tuple[str, str]]], curves: bool = False) -> str:
     lines = ["# Model comparison", "", f"{len(table)} models; sources: " + ", ".join(f"`{r.uri}` ({r.kind})" for r in records), ""]
     columns = ["model", *table.columns]
     lines.append("| " + " | ".join(columns) + " |")
@@ -93,6 +96,8 @@ def markdown(table: pd.DataFrame, records: list[ModelRecord], overlays: dict[str
     for name, row in table.iterrows():
         lines.append("| " + " | ".join([name, *(_cell(v) for v in row.tolist())]) + " |")
     lines += ["", "![scores](comparison.png)", ""]
+    if curves:
+        lines += ["![training curves](curves.png)", ""]
     for name, figures in overlays.items():
         lines += [f"## {name}", ""]
         lines += [f"![{key}]({path})" for key, path in figures]
@@ -112,6 +117,11 @@ def compare(uris: list[str], out: str) -> CompareResult:
     storage.write_bytes(storage.join(out, "comparison.parquet"), buffer.getvalue())
     storage.write_bytes(storage.join(out, "comparison.csv"), table.to_csv().encode())
     figures = {"bars": bar_chart(table, storage.join(out, "comparison.png"))}
+    histories = {name: storage.read_table(record.history).to_pandas() for name, record in zip(table.index, records) if record.history}
+    if histories:
+        from raysegment.plots import runs_curves
+
+        figures["curves"] = runs_curves(histories, storage.join(out, "curves.png"))
     overlays: dict[str, list[tuple[str, str]]] = {}
     for name, record in zip(table.index, records):
         for key, source in sorted(record.overlays.items()):
@@ -120,5 +130,5 @@ def compare(uris: list[str], out: str) -> CompareResult:
             overlays.setdefault(name, []).append((key, relative))
             figures[f"{name}/{key}"] = storage.join(out, relative)
     report_uri = storage.join(out, "report.md")
-    storage.write_bytes(report_uri, markdown(table, records, overlays).encode())
-    return CompareResult(out=out, table=table, records=records, figures=figures, report_uri=report_uri)
+    storage.write_bytes(report_uri, markdown(table, records, overlays, curves=bool(histories)).encode())
+    return CompareResult(out=out, table=table, records=records, figures=figures, report_uri=report_uri, histories=histories)

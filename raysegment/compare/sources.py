@@ -10,6 +10,9 @@
   metric (Dice, IoU, sensitivity, specificity, precision, HD95) and the overlay figures;
 * model (``model.json``): the train/val metrics of its epoch that training saved with it.
 
+A train run, a tune experiment (its best trial's run) and a model exported from a run (its
+``run_uri``) also name the run's ``history.parquet``, whose curves ``compare`` overlays.
+
 A run or experiment also picks up an evaluation written inside it, at ``evaluation/`` or
 ``best/evaluation/`` (``raysegment evaluate --model RUN --out RUN/evaluation``).
 """
@@ -32,10 +35,13 @@ METRICS = (
     ("dice", "dice", "dice"),
     ("iou", "iou", "iou"),
     ("sensitivity", "recall", "recall"),
-    ("specificity", None, "specificity"),
+    ("specificity", "specificity", "specificity"),
     ("precision", "precision", "precision"),
+    ("accuracy", "accuracy", "accuracy"),
     ("hd95", None, "hd95"),
+    ("loss", "loss", "loss"),
 )
+HISTORY_FILE = "history.parquet"
 EVAL_DIRS = ("evaluation", "best/evaluation")
 
 
@@ -49,6 +55,7 @@ class ModelRecord:
         metrics: ``<split>_<metric>`` -> value (splits train/val from training, any from evaluation).
         info: model name, parameters, epochs, training time, images/s (whatever is known).
         overlays: overlay figure URIs by ``<split>_<rank>``.
+        history: the URI of the training run's ``history.parquet``; empty when there is none.
     """
 
     name: str
@@ -57,6 +64,13 @@ class ModelRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
     overlays: dict[str, str] = field(default_factory=dict)
+    history: str = ""
+
+
+def _history(run_uri: str | None) -> str:
+    """The history of the run at ``run_uri`` if it has one, else ``""``."""
+    uri = storage.join(run_uri, HISTORY_FILE) if run_uri else ""
+    return uri if uri and storage.exists(uri) else ""
 
 
 def _json(uri: str) -> dict:
@@ -120,7 +134,7 @@ def _model_record(uri: str, name: str) -> ModelRecord:
                           "(no summary.json, case_metrics.parquet or model.json)") from None
     metadata = read_metadata(model_uri)
     record = ModelRecord(name, "model", uri, _training_metrics(metadata.get("metrics") or {}),
-                         {**_model_info(model_uri), "model_epoch": metadata.get("epoch")})
+                         {**_model_info(model_uri), "model_epoch": metadata.get("epoch")}, history=_history(metadata.get("run_uri")))
     evaluation = storage.join(model_uri, "evaluation")
     if storage.exists(storage.join(evaluation, "case_metrics.parquet")):
         metrics, record.overlays = _evaluation(evaluation)
@@ -148,12 +162,13 @@ def read_record(uri: str) -> ModelRecord:
         record = ModelRecord(name, "tune", uri, _training_metrics(summary["best"]),
                              {**_run_info(run_summary), "model_epoch": summary["best_epoch"], "trials": summary["trials"]})
         model_uri = summary["best_model_uri"]
+        record.history = _history(run_uri)
     elif "best_model_uri" in summary:
         # The model the run stands for (checkpoint.select), with the metrics of its own epoch.
         model_uri = resolve_model(uri)
         metadata = read_metadata(model_uri)
         record = ModelRecord(name, "train", uri, _training_metrics(metadata.get("metrics") or summary["best"]),
-                             {**_run_info(summary), "model_epoch": metadata.get("epoch", summary["best_epoch"])})
+                             {**_run_info(summary), "model_epoch": metadata.get("epoch", summary["best_epoch"])}, history=_history(uri))
     else:
         raise ConfigError(f"{summary_uri}: not written by raysegment train or tune")
     record.info = {**_model_info(model_uri), **record.info}

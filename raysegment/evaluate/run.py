@@ -3,12 +3,15 @@
 Cases are scored in parallel Ray Data tasks (each actor loads the model once); the driver only
 collects the small per-class metric rows, then writes
 
-* ``OUT/case_metrics.parquet``: one row per case and class (``raysegment.metrics.case_metrics``);
+* ``OUT/case_metrics.parquet``: one row per case and class (``raysegment.metrics.case_metrics``),
+  with ``loss``, the case's training loss (:mod:`raysegment.evaluate.predict`), when the
+  checkpoint records its loss;
 * ``OUT/summary.parquet`` and ``OUT/summary.json``: mean, std, median and percentiles per split,
-  class and metric (``raysegment.metrics.aggregate``);
+  class and metric (``raysegment.metrics.aggregate``), the loss first;
 * for slice datasets (LGG), ``OUT/volume_metrics.parquet`` and ``OUT/volume_summary.parquet``: the
   same per patient volume, its slices stacked and scored in 3D;
-* ``OUT/overlays/<split>_<best|median|worst>.png``: image, ground truth and prediction.
+* ``OUT/overlays/<split>_<best|median|worst>.png``: image, ground truth and prediction, and
+  ``<split>_empty.png``: a case without lesion, as the model predicts it (see :func:`empty_case`).
 """
 
 from __future__ import annotations
@@ -18,19 +21,19 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.evaluate.predict import CaseScorer, VolumeScorer
 from raysegment.manifest import read_manifest
-from raysegment.metrics import aggregate
+from raysegment.metrics import CASE_METRICS, aggregate
 from raysegment.models.checkpoint import read_metadata
 from raysegment.runtime import init_ray
 from raysegment.train.export import resolve_model
 
-RANKS = ("best", "median", "worst")
+#: The overlay of a case without reference foreground, beside the ranked ones.
+EMPTY = "empty"
 _SLICE_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "volume_id", "split", "format"]
 
 
@@ -42,6 +45,8 @@ class EvalResult:
         figures: overlay figure URIs by ``"<split>_<rank>"``.
         overview: per split, per-case mean Dice, share of empty cases and (slice datasets) per-patient Dice.
         volumes, volume_summary: the same per stacked volume, for slice datasets (else empty).
+        reported_metrics: the metrics the model's job is judged by (its ``metrics:``, a seed
+            report's), in order; empty when the job names none.
     """
 
     out: str
@@ -51,6 +56,7 @@ class EvalResult:
     figures: dict[str, str] = field(default_factory=dict)
     volumes: pd.DataFrame = field(default_factory=pd.DataFrame)
     volume_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reported_metrics: list[str] = field(default_factory=list)
 
     def mean(self, metric: str = "dice", split: str | None = None) -> float:
         """Mean of a metric over cases and classes (of one split, when given)."""
@@ -115,14 +121,15 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
     scored = pd.DataFrame(parts)
     levels = scored["level"] if "level" in scored else pd.Series("case", index=scored.index)
     cases, volumes = scored[levels == "case"].drop(columns=["level", "slices"], errors="ignore"), scored[levels == "volume"]
-    class_order = {name: k for k, name in enumerate(read_metadata(model_uri).get("class_names") or [])}
+    metadata = read_metadata(model_uri)
+    class_order = {name: k for k, name in enumerate(metadata.get("class_names") or [])}
 
     def order(df: pd.DataFrame) -> pd.DataFrame:
         return df.sort_values(["split", "case_id", "class"], key=lambda c: c.map(class_order) if c.name == "class" else c,
                               ignore_index=True)
 
     cases = order(cases.drop(columns=["volume_id"]) if "volume_id" in cases else cases)
-    summary = aggregate(cases, by=("split", "class"))
+    summary = aggregate(cases, by=("split", "class"), metrics=metric_columns(cases))
     out = storage.normalize(out or storage.join(model_uri, "evaluation"))
     _write_parquet(cases, storage.join(out, "case_metrics.parquet"))
     _write_parquet(summary, storage.join(out, "summary.parquet"))
@@ -130,30 +137,39 @@ def evaluate(model: str, manifest: str, splits: list[str] | str = "test", out: s
     volume_summary = pd.DataFrame()
     if len(volumes):
         volumes = order(volumes.drop(columns=["level", "case_id"]).rename(columns={"volume_id": "case_id"}))
-        volume_summary = aggregate(volumes, by=("split", "class"))
+        volume_summary = aggregate(volumes, by=("split", "class"), metrics=metric_columns(volumes))
         _write_parquet(volumes, storage.join(out, "volume_metrics.parquet"))
         _write_parquet(volume_summary, storage.join(out, "volume_summary.parquet"))
-    figures = overlays(VolumeScorer(model_uri, postprocess), rows, volumes if len(volumes) else cases, out)
+    figures = overlays(VolumeScorer(model_uri, postprocess), rows, volumes if len(volumes) else cases, out, cases)
     overview = split_overview(cases, volumes)
     storage.write_bytes(storage.join(out, "overview.json"), overview.to_json(orient="records", indent=2).encode())
     return EvalResult(out=out, cases=cases, summary=summary, overview=overview, figures=figures, volumes=volumes,
-                      volume_summary=volume_summary)
+                      volume_summary=volume_summary, reported_metrics=list(metadata.get("reported_metrics") or []))
+
+
+def metric_columns(scored: pd.DataFrame) -> list[str]:
+    """The columns summarised: the loss (when the checkpoint records one), then every case metric."""
+    return [m for m in ("loss", *CASE_METRICS) if m in scored]
 
 
 def split_overview(cases: pd.DataFrame, volumes: pd.DataFrame) -> pd.DataFrame:
-    """One row per split: the per-case mean Dice beside the per-patient one and the share of empty cases.
+    """One row per split: the per-case mean Dice beside the per-patient one, the share of empty
+    cases and the mean loss per case (when the checkpoint records its loss).
 
     A slice without foreground predicted empty scores Dice 1: on slice datasets most slices are
     empty, so the per-slice mean alone looks far better than what a patient gets.
     """
     rows = []
     for split, part in cases.groupby("split", sort=False):
-        per_case = part.groupby("case_id").agg(dice=("dice", "mean"), truth=("volume_true", "sum"))
+        per_case = part.groupby("case_id").agg(dice=("dice", "mean"), truth=("volume_true", "sum"),
+                                               **({"loss": ("loss", "first")} if "loss" in part else {}))
         row = {"split": split}
         if len(volumes):
             per_volume = volumes[volumes["split"] == split].groupby("case_id")["dice"].mean()
             row.update(patients=len(per_volume), patient_dice=float(per_volume.mean()), patient_median=float(per_volume.median()))
         row.update(cases=len(per_case), empty_share=float((per_case["truth"] == 0).mean()), case_dice=float(per_case["dice"].mean()))
+        if "loss" in per_case:
+            row["loss"] = float(per_case["loss"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -176,32 +192,61 @@ def ranked_cases(cases: pd.DataFrame) -> dict[str, str]:
     return {"best": ranked.index[0], "median": ranked.index[len(ranked) // 2], "worst": ranked.index[-1]}
 
 
-def overlays(scorer: VolumeScorer, rows: pd.DataFrame, scored: pd.DataFrame, out: str) -> dict[str, str]:
-    """Write the best/median/worst overlay of every split; volumes show their slice with most truth.
+def empty_case(cases: pd.DataFrame) -> str | None:
+    """A case of one split without reference foreground, None when every case has some.
 
-    ``scored`` are the units that were ranked: cases, or the patient volumes of a slice dataset.
+    The one with the most predicted foreground (the first by id when none has any): what the model
+    does where there is nothing to find, right or wrong, which the ranked cases never show.
+    """
+    per_case = cases.groupby("case_id").agg(truth=("volume_true", "sum"), predicted=("volume_pred", "sum"))
+    empty = per_case[per_case["truth"] == 0]
+    return str(empty.sort_values("predicted", ascending=False, kind="stable").index[0]) if len(empty) else None
+
+
+def _prediction(scorer: VolumeScorer, rows: pd.DataFrame, case_id: str):
+    """What to draw for ``case_id`` and the slice to show (None: the overlay picks).
+
+    A patient of a slice dataset is its stacked volume; one of its slices is that slice of the
+    volume, post-processed with the rest of it as it was scored; any other case is predicted alone.
+    """
+    from raysegment.train.data import plain_row
+
+    row = rows[rows["case_id"] == case_id]
+    volume_id = row.iloc[0]["volume_id"] if len(row) and row.iloc[0]["level"] == "slice" else case_id
+    slices = rows[(rows["level"] == "slice") & (rows["volume_id"] == volume_id)]
+    if not len(slices):
+        return scorer.predict(plain_row(row.iloc[0].to_dict())), None
+    ordered, volume = scorer.predict_volume([plain_row(r) for r in slices.to_dict(orient="records")])
+    ids = [r["case_id"] for r in ordered]
+    return volume, ids.index(case_id) if case_id in ids else None
+
+
+def overlays(scorer: VolumeScorer, rows: pd.DataFrame, scored: pd.DataFrame, out: str,
+             cases: pd.DataFrame | None = None) -> dict[str, str]:
+    """Write the best/median/worst overlay of every split, and one of a case without lesion where a split has one.
+
+    ``scored`` are the units that were ranked: cases, or the patient volumes of a slice dataset,
+    whose empty example may also be a slice from ``cases`` when every patient has a lesion.
+    Volumes show their slice with most truth.
     """
     from raysegment import plots
-    from raysegment.train.data import plain_row
 
     figures = {}
     for split, part in scored.groupby("split"):
-        for rank, case_id in ranked_cases(part).items():
-            slices = rows[(rows["level"] == "slice") & (rows["volume_id"] == case_id)]
-            if len(slices):  # a patient of a slice dataset
-                _, case = scorer.predict_volume([plain_row(r) for r in slices.to_dict(orient="records")])
-            else:
-                case = scorer.predict(plain_row(rows[rows["case_id"] == case_id].iloc[0].to_dict()))
-            image, truth, pred = case.image, case.truth, case.prediction
-            title = case_id
-            if truth.ndim == 4:  # a volume: the slice with the most reference (else predicted) foreground
-                weight = truth.sum(axis=(0, 1, 2)) if truth.any() else pred.sum(axis=(0, 1, 2))
-                k = int(np.argmax(weight))
-                image, truth, pred = image[..., k], truth[..., k], pred[..., k]
-                title = f"{case_id} slice {k}"
-            dice = float(part[part["case_id"] == case_id]["dice"].mean())
+        picks = {rank: (case_id, part) for rank, case_id in ranked_cases(part).items()}
+        slices = cases[cases["split"] == split] if cases is not None else part
+        for table in (part, slices):
+            empty = empty_case(table)
+            if empty is not None:
+                picks[EMPTY] = (empty, table)
+                break
+        for rank, (case_id, table) in picks.items():
+            case, k = _prediction(scorer, rows, case_id)
+            dice = float(table[table["case_id"] == case_id]["dice"].mean())
+            label = "no lesion" if rank == EMPTY else rank
             uri = storage.join(out, "overlays", f"{split}_{rank}.png")
-            figures[f"{split}_{rank}"] = plots.overlay(image, truth, pred, uri, title=f"{split} {rank}: {title} (Dice {dice:.3f})",
-                                                       class_names=scorer.class_names)
+            figures[f"{split}_{rank}"] = plots.overlay(case.image, case.truth, case.prediction, uri,
+                                                       title=f"{split} {label}: {case_id} (Dice {dice:.3f})",
+                                                       class_names=scorer.class_names, slice_index=k)
     storage.write_bytes(storage.join(out, "overlays", "index.json"), json.dumps(figures, indent=2).encode())
     return figures

@@ -23,7 +23,8 @@ class InferConfig(BaseModel):
     """One inference run.
 
     Attributes:
-        model: checkpoint directory (``raysegment.models`` format).
+        model: checkpoint directory (``raysegment.models`` format), or a model repository's
+            ``NAME``, ``NAME@ALIAS`` or ``NAME/versions/ID`` (:mod:`raysegment.models.versions`).
         manifest: Parquet manifest of the cases to segment.
         out: output root: ``masks/``, ``records/``, ``metrics.parquet``, ``errors.parquet``, ``run.json``.
         workers: predictor actors, each loading the model once. None (the default): what fits a
@@ -47,7 +48,14 @@ class InferConfig(BaseModel):
         save_probabilities: also write the per-class probability map of each case.
         one_hot: write a mask's classes as a stack (4D NIfTI; TIFF/PNG bit ``k`` for class ``k``)
             rather than one label map in the source's own label values.
+        overlays: draw ``OUT/overlays/<key>.png`` (image and predicted mask) for the first this
+            many cases of the manifest without ground truth, which ``evaluate`` cannot show.
         address: Ray cluster to join; default ``RAY_ADDRESS`` or a local instance.
+        case_timeout_s: seconds one case may spend in one stage (decoding, the model, writing; a
+            unit of n cases gets n times that) before its worker process is ended as hung.
+        case_retries: how many more times the cases of a worker that died (out of memory, a crash
+            in a decoder or the model) or hung are tried, each case alone, before they become error
+            rows; the rest of the run goes on either way.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -68,7 +76,10 @@ class InferConfig(BaseModel):
     mirror: bool | None = None
     save_probabilities: bool = False
     one_hot: bool = False
+    overlays: int = Field(0, ge=0)
     address: str | None = None
+    case_timeout_s: float | None = Field(1800.0, gt=0)
+    case_retries: int = Field(2, ge=0)
 
     @classmethod
     def load(cls, uri: str | None = None, *, date: str | None = None, **overrides: Any) -> InferConfig:

@@ -138,10 +138,11 @@ def _completed(case_id: str, plan: Plan) -> dict[str, Any] | None:
 
 
 def _read(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[list[np.ndarray], dict[str, Any]]:
+    from raysegment.manifest import expected_slices
     from raysegment.readers import read_scan
 
     config = plan.preprocess_config
-    scans = [read_scan(u) for u in uris]
+    scans = [read_scan(u, num_slices=expected_slices(row)) for u in uris]
     image = stack_channels(scans, [str(c) for c in row["channels"]], config.channels)
     reference = scans[0]
     cut = _slice_index(row) if reference.is_volume else None

@@ -32,6 +32,7 @@ class Plan:
         save_probabilities, one_hot, overwrite, batch_size: from the config.
         amp: autocast dtype of the forward passes (``none``, ``bf16``, ``fp16``).
         threads: intra-op threads of a predictor running on CPU (the CPUs it reserves, rounded up).
+        case_timeout_s: seconds a case may spend in one stage (:mod:`.watchdog`); None: no limit.
     """
 
     out: str
@@ -48,6 +49,7 @@ class Plan:
     threads: int = 1
     amp: str = "none"
     one_hot: bool = False
+    case_timeout_s: float | None = None
 
     @classmethod
     def build(cls, config: InferConfig, metadata: dict[str, Any]) -> Plan:
@@ -79,6 +81,7 @@ class Plan:
             batch_size=config.batch_size,
             threads=max(1, math.ceil(config.cpus_per_worker or CLUSTER_CPUS_PER_WORKER)),  # None: not sized yet
             amp=config.amp,
+            case_timeout_s=config.case_timeout_s,
         )
 
     @property

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from raysegment.infer.plan import Plan
+from raysegment.infer.watchdog import case_deadline, cases_in, deadline
 from raysegment.predict import forward_probabilities
 
 
@@ -29,6 +30,7 @@ class Predictor:
 
         from raysegment.models import load_model, precision
 
+        self.plan = plan
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             # Ray sets OMP_NUM_THREADS from whole reserved CPUs only; a fractional share would run 1.
@@ -49,8 +51,14 @@ class Predictor:
         """Add ``prob`` ``(S, K, h, w)`` float32 label probabilities and ``predict_seconds`` per unit.
 
         Rows that are not ``ok`` pass through with an empty ``prob``; a unit whose forward pass
-        fails becomes ``failed`` at stage ``predict`` without taking the other units down.
+        fails becomes ``failed`` at stage ``predict`` without taking the other units down. A batch
+        that outlasts its cases' deadline ends the actor (:mod:`.watchdog`).
         """
+        cases = sum(cases_in({"meta": meta}) for meta in batch["meta"])
+        with deadline(case_deadline(self.plan, cases)):
+            return self._predict(batch)
+
+    def _predict(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         n = len(batch["unit"])
         status, stage, error = list(batch["status"]), list(batch["stage"]), list(batch["error"])
         probs = [np.zeros((0, self.classes, *[1] * (batch["image"][i].ndim - 2)), np.float32) for i in range(n)]

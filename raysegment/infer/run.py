@@ -6,6 +6,10 @@ Rows are whole units (a case, or the slices of one patient volume: :mod:`.units`
 streams: the driver only ever holds the small per-case result rows, and Ray Data's backpressure
 bounds the scans in flight, however long the manifest. Every case of the manifest ends as exactly
 one ``done``/``skipped`` record or one ``errors.parquet`` row.
+
+A run holds the lease of its output (:mod:`raysegment.lease`) from start to end, so a second run
+on the same output refuses at once; it resolves a model repository's alias once
+(:mod:`raysegment.models.versions`), and every predictor loads that version.
 """
 
 from __future__ import annotations
@@ -13,20 +17,24 @@ from __future__ import annotations
 import datetime
 import json
 import time
+import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
 
-from raysegment import storage
+from raysegment import lease, storage
 from raysegment.errors import ConfigError
 from raysegment.infer.config import InferConfig
 from raysegment.infer.decode import decode_unit
 from raysegment.infer.plan import Plan
 from raysegment.infer.predictor import Predictor
 from raysegment.infer.units import group_units, units_per_call
-from raysegment.infer.write import write_unit
+from raysegment.infer.watchdog import bounded
+from raysegment.infer.write import overlay_cases, write_unit
 from raysegment.runtime import check_local_request, local_resources, task_runtime_env
 from raysegment.sizing import IO_TASK_CPUS, size_infer
 
@@ -63,6 +71,11 @@ class InferenceResult:
         return self.slices / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def model_version(self) -> dict[str, Any] | None:
+        """The model repository version the run used (``run.json``'s ``model.version``); None for a plain model folder."""
+        return self.run["model"]["version"]
+
+    @property
     def exit_code(self) -> int:
         """0 when every case is done or skipped, 3 when some failed."""
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
@@ -73,7 +86,8 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     """Segment every case of ``config.manifest`` with ``config.model`` into ``config.out``.
 
     The checkpoint and the manifest are read on the driver first, so a wrong URI, bad credentials
-    or an unreachable endpoint fail in seconds with one line, before Ray starts.
+    or an unreachable endpoint fail in seconds with one line, before Ray starts. A second run on an
+    output whose lease another run holds is refused as fast.
 
     Args:
         config: the run.
@@ -83,20 +97,27 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
 
     Raises:
         RaySegmentError: unreadable checkpoint or manifest (per-case problems never raise).
+        LeaseHeldError: another run writes to ``config.out``.
+        LeaseLostError: this run's lease expired and another run took the output over; this
+            run's summaries are not written over that run's.
     """
     import ray
 
     from raysegment.manifest import read_manifest
     from raysegment.models import read_metadata
+    from raysegment.models.versions import resolve
     from raysegment.runtime import init_ray
     from raysegment.train.export import resolve_model
 
-    started = _now()
-    config = config.model_copy(update={"model": resolve_model(config.model)})  # a run folder or epoch checkpoint too
+    started, run_id = _now(), uuid.uuid4().hex[:12]
+    # Once, here: actors restarted mid-run load this immutable version, whatever the alias says by then.
+    version = resolve(config.model)
+    config = config.model_copy(update={"model": version.uri if version else resolve_model(config.model)})  # a run folder or epoch checkpoint too
     metadata = read_metadata(config.model)
     manifest = read_manifest(config.manifest)
     if config.limit is not None:
         manifest = manifest.head(config.limit)
+    lease.refuse_if_held(config.out)
     init_ray(config.address)
     sizing = size_infer(local_resources(config.address), config.workers, config.cpus_per_worker, config.gpus_per_worker)
     if console is not None:
@@ -104,47 +125,90 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     config = config.model_copy(update={"workers": sizing.workers, "cpus_per_worker": sizing.cpus_per_worker})
     plan = Plan.build(config, metadata)
     io = io_tasks(config)  # fails fast on a request the local instance cannot meet
-    storage.remove_stale_temporaries(config.out)  # what a run killed mid-write left behind
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the CLI draws one progress bar per case instead
-    context.print_on_execution_start = False
+    # Taken once the run is known to be able to start: a run refused for its config leaves no output behind.
+    with lease.hold(config.out, run_id) as held:
+        storage.remove_stale_temporaries(config.out)  # what a run killed mid-write left behind
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the CLI draws one progress bar per case instead
+        context.print_on_execution_start = False
 
-    clock = time.perf_counter()
-    results = []
-    for row in _pipeline(config, plan, manifest, io).iter_rows():
-        results.append(row)
-        if on_case is not None:
-            on_case(row, len(manifest))
-    seconds = time.perf_counter() - clock
-    results += _lost_cases(manifest, results)
-    return _finish(config, plan, results, seconds, started)
+        clock = time.perf_counter()
+        results = _segment(config, plan, manifest, io, on_case)
+        seconds = time.perf_counter() - clock
+        held.check()  # another run took the output over: its summaries must not be overwritten
+        facts = {"run_id": run_id, "started": started, "version": version.to_dict() if version else None}
+        return _finish(config, plan, results, seconds, facts)
 
 
-def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks):
+def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks, on_case) -> list[dict[str, Any]]:
+    """One result row per case: a pass over every unit, then one over the units a dead worker held, each alone.
+
+    Ray Data restarts a dead actor and retries its tasks without end by default, so one case that
+    kills its worker (out of memory, a crash in a decoder or the model, or a hang the watchdog
+    ended) would hold the run until its deadline. Here a block whose worker died is dropped
+    instead; the first pass retries nothing, as a block of many units does not say which one
+    killed it. Its cases then run again each alone, ``case_retries`` times in all, so only the case
+    that kills its worker is lost, and then as an error row.
+    """
+    results: list[dict[str, Any]] = []
+
+    def collect(ds) -> None:
+        for row in ds.iter_rows():
+            results.append(row)
+            if on_case is not None:
+                on_case(row, len(manifest))
+
+    tries = 1 + config.case_retries
+    try:
+        collect(_pipeline(config, plan, manifest, io))
+        lost = _missing(manifest, results)
+        if lost and config.case_retries:
+            collect(_pipeline(config, plan, manifest, io, alone=lost))
+    except Exception as exc:  # noqa: BLE001 - Ray Data gave up (actors dying as they load the model): the cases left still get error rows
+        return results + _lost_cases(manifest, results, "pipeline", f"the pipeline stopped ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
+    hung = f" or ran past the per-case timeout ({config.case_timeout_s:g} s a stage)" if config.case_timeout_s else ""
+    return results + _lost_cases(manifest, results, "worker", f"its worker died{hung} on each of {tries} tries (out of memory, a crash "
+                                                              "in a decoder or the model, or a hang; the Ray worker logs say which)")
+
+
+def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks, alone: list[str] | None = None):
+    """The dataset of one pass: every unit of ``manifest``, or only the units of the cases ``alone``, one per block."""
     import ray
 
     # The driver has read and validated the manifest already (fail fast, unique case ids, --limit);
     # it is small next to the scans, so Ray Data starts from it rather than listing the file again.
     # One block per predictor call's worth of units: decode tasks then run in parallel and stream.
-    units = group_units(manifest)
-    per_call = units_per_call(units, config.batch_size)
+    units = group_units(manifest if alone is None else manifest[manifest["case_id"].isin(alone)])
+    per_call = 1 if alone else units_per_call(units, config.batch_size)
+    retries = config.case_retries - 1 if alone else 0
     rows = units[["unit", "cases"]]
     ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
     env = task_runtime_env()
     pool = ray.data.TaskPoolStrategy(size=io.limit)
-    # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
-    # GPU) predictor actors.
-    ds = ds.flat_map(decode_unit, fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env)
-    ds = ds.map_batches(
-        Predictor,
-        fn_constructor_kwargs={"plan": plan},
-        batch_size=per_call,
-        compute=ray.data.ActorPoolStrategy(size=config.workers),
-        num_cpus=config.cpus_per_worker,
-        num_gpus=config.gpus_per_worker or None,
-        runtime_env=env,
-    )
-    return ds.flat_map(write_unit, fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env)
+    with warnings.catch_warnings():
+        # Ray 2.60 takes retries and restarts only as ``**ray_remote_args``, deprecated with no named replacement yet.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
+        # GPU) predictor actors.
+        ds = ds.flat_map(partial(bounded, decode_unit), fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env,
+                         max_retries=retries)
+        ds = ds.map_batches(
+            Predictor,
+            fn_constructor_kwargs={"plan": plan},
+            batch_size=per_call,
+            # One unit at a time per actor when alone: a unit that kills its actor takes no other down with it.
+            compute=ray.data.ActorPoolStrategy(size=min(config.workers, len(rows)) if alone else config.workers,
+                                               max_tasks_in_flight_per_actor=1 if alone else None),
+            num_cpus=config.cpus_per_worker,
+            num_gpus=config.gpus_per_worker or None,
+            runtime_env=env,
+            max_restarts=-1,
+            max_task_retries=retries,
+        )
+        ds = ds.flat_map(partial(bounded, write_unit), fn_kwargs={"plan": plan, "overlays": overlay_cases(manifest, config.overlays)},
+                         compute=pool, num_cpus=io.cpus, runtime_env=env, max_retries=retries)
+    ds.context.max_errored_blocks = -1  # a block whose worker died is dropped: its cases come out missing, and go again alone
+    return ds
 
 
 @dataclass(frozen=True)
@@ -189,14 +253,19 @@ def io_tasks(config: InferConfig) -> IoTasks:
     return IoTasks(io_cpus, max(1, int(per_stage // io_cpus)))
 
 
-def _lost_cases(manifest: pd.DataFrame, results: list[dict]) -> list[dict]:
-    """Error rows for manifest cases the pipeline returned nothing for (none, unless Ray lost them)."""
+def _missing(manifest: pd.DataFrame, results: list[dict]) -> list[str]:
+    """Case ids of ``manifest`` that no result row names."""
     seen = {r["case_id"] for r in results}
-    return [{"case_id": c, "key": "", "status": "failed", "stage": "pipeline", "error": f"case {c}: no result came back from the pipeline",
-             "slices": 0, "record": ""} for c in manifest["case_id"] if c not in seen]
+    return [c for c in manifest["case_id"] if c not in seen]
 
 
-def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float, started: str) -> InferenceResult:
+def _lost_cases(manifest: pd.DataFrame, results: list[dict], stage: str, reason: str) -> list[dict]:
+    """Error rows for the manifest cases the pipeline returned nothing for."""
+    return [{"case_id": c, "key": "", "status": "failed", "stage": stage, "error": f"case {c}: {reason}", "slices": 0, "record": ""}
+            for c in _missing(manifest, results)]
+
+
+def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float, facts: dict[str, Any]) -> InferenceResult:
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
     slices = sum(int(r["slices"]) for r in results)
     errors = pd.DataFrame([{k: r[k] for k in ERROR_COLUMNS} for r in results if r["status"] == "failed"], columns=ERROR_COLUMNS)
@@ -208,10 +277,11 @@ def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float
         "slices": slices,
         "seconds": round(seconds, 3),
         "slices_per_second": round(slices / seconds, 3) if seconds > 0 else 0.0,
-        "model": {"uri": plan.model_uri, "id": plan.model_id, "classes": list(plan.class_names)},
+        "run_id": facts["run_id"],
+        "model": {"uri": plan.model_uri, "id": plan.model_id, "classes": list(plan.class_names), "version": facts["version"]},
         "postprocess": plan.postprocess,
         "config": config.model_dump(),
-        "started": started,
+        "started": facts["started"],
         "finished": _now(),
     }
     storage.write_table(storage.join(config.out, "errors.parquet"), _arrow(errors, {c: "string" for c in ERROR_COLUMNS}))

@@ -4,7 +4,8 @@ A unit's cases are post-processed together (a patient's slices as one volume, se
 :func:`raysegment.infer.postprocess.postprocess_unit`) and then finished one by one: each ends as
 its own ``done``, ``skipped`` or ``failed`` result row. A record is written last and only after
 every file it names is complete, so a run killed at any point leaves each case either complete or
-redoable (see :mod:`raysegment.infer.layout`).
+redoable (see :mod:`raysegment.infer.layout`). The cases :func:`overlay_cases` picks also get
+``OUT/overlays/<key>.png``, their image and predicted mask, named in the record as ``overlay``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from raysegment import storage
 from raysegment.errors import RaySegmentError, ScanReadError
@@ -23,8 +25,21 @@ from raysegment.preprocess import label_image
 from raysegment.writers import WRITERS, Reference, output_format
 
 
-def write_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+def overlay_cases(manifest: pd.DataFrame, count: int) -> frozenset[str]:
+    """The ids of the first ``count`` cases of ``manifest`` without ground truth, whose overlays a run draws.
+
+    Chosen on the driver, from the whole manifest: a write task sees only its own unit.
+    """
+    if not count:
+        return frozenset()
+    return frozenset(manifest.loc[manifest["mask_uri"].isna(), "case_id"].astype(str).head(count))
+
+
+def write_unit(row: dict[str, Any], plan: Plan, overlays: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Finish the cases of one unit row from the predictor.
+
+    Args:
+        overlays: ids of the cases to draw an overlay of (:func:`overlay_cases`).
 
     Returns:
         One small result row per case, in the unit's order: ``case_id``, ``key``, ``status``
@@ -51,7 +66,8 @@ def write_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             results[i] = _failure(entries[i], "postprocess", exc, plan)
     seconds_per_slice = float(row["predict_seconds"]) / max(len(row["prob"]), 1)
     for i, mask in masks.items():
-        results[i] = _write_case(entries[i], mask, grids[i], seconds_per_slice * int(entries[i]["slices"]), plan)
+        results[i] = _write_case(entries[i], mask, grids[i], seconds_per_slice * int(entries[i]["slices"]), plan,
+                                 str(entries[i]["case_id"]) in overlays)
     return results
 
 
@@ -66,13 +82,17 @@ def _settled(entry: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | Non
     return None
 
 
-def _write_case(entry: dict[str, Any], mask: np.ndarray, prob: np.ndarray, seconds: float, plan: Plan) -> dict[str, Any]:
+def _write_case(entry: dict[str, Any], mask: np.ndarray, prob: np.ndarray, seconds: float, plan: Plan,
+                overlay: bool = False) -> dict[str, Any]:
     case_id, key, meta = entry["case_id"], entry["key"], entry["meta"]
     stage = "metrics"
     try:
         metrics = _metrics(mask, meta, plan)
         stage = "write"
         record = _write_outputs(case_id, key, mask, prob, meta, plan)
+        if overlay:
+            stage = "overlay"
+            record["overlay"] = _overlay(case_id, key, mask, meta, plan)
         record.update(metrics=metrics, foreground_ml=dict(zip(plan.class_names, foreground_ml(mask, meta["affine"]))),
                       inference_seconds=seconds, slices=int(entry["slices"]))
         layout.write_record(plan.out, key, record)
@@ -128,6 +148,23 @@ def _write_outputs(case_id: str, key: str, mask: np.ndarray, prob: np.ndarray, m
         files.append(_put(plan.out, "probabilities", key + prob_writer.suffix, prob_writer.encode(prob, reference), "probabilities"))
     return {"case_id": case_id, "key": key, "model_id": plan.model_id, "format": name,
             "mask_encoding": "one_hot" if labels is None else "label_map", "files": files}
+
+
+def _overlay(case_id: str, key: str, mask: np.ndarray, meta: dict[str, Any], plan: Plan) -> str:
+    """Draw the case's first image file under its predicted mask into ``OUT/overlays/<key>.png``; returns that key.
+
+    Shape:
+        mask ``(K, *spatial)`` on the input grid, which is the file's own grid (or one slice of it).
+    """
+    from raysegment import plots
+    from raysegment.readers import read_scan
+
+    image = read_scan(meta["source_uris"][0]).array
+    if meta.get("slice_index") is not None and image.ndim == mask.ndim + 1:
+        image = image[..., meta["slice_index"]]
+    relative = f"overlays/{key}.png"
+    plots.overlay(image, None, mask > 0, storage.join(plan.out, relative), title=str(case_id), class_names=list(plan.class_names))
+    return relative
 
 
 def _put(out: str, folder: str, name: str, data: bytes, kind: str) -> dict[str, Any]:

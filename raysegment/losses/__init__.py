@@ -1,7 +1,7 @@
 """Segmentation losses by name and weighted combinations (``create_loss(spec, mode=)``)."""
 
 from raysegment.losses.catalog import LOSSES
-from raysegment.losses.combine import ClassIndexTarget, DeepSupervisionLoss, WeightedSum
+from raysegment.losses.combine import ClassIndexTarget, DeepSupervisionLoss, WeightedSum, loss_with_terms, term_names
 from raysegment.losses.constants import BINARY_MODE, MODES, MULTICLASS_MODE, MULTILABEL_MODE, loss_mode
 from raysegment.losses.factory import LossSpec, create_loss, list_losses
 
@@ -18,4 +18,6 @@ __all__ = [
     "create_loss",
     "list_losses",
     "loss_mode",
+    "loss_with_terms",
+    "term_names",
 ]

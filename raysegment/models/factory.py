@@ -23,7 +23,7 @@ MODELS: Registry[ModelBuilder] = Registry("model")
 
 #: Options through which a builder downloads pretrained weights; loading a checkpoint or counting
 #: parameters sets them to None so that nothing is fetched.
-PRETRAINED_OPTIONS = ("encoder_weights",)
+PRETRAINED_OPTIONS = ("encoder_weights", "weights")
 
 
 def list_models() -> list[str]:

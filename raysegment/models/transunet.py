@@ -12,7 +12,10 @@
 
 The defaults are the published configuration (ViT-B: hidden 768, 12 layers, 12 heads; R50 stages
 of 3, 4 and 9 units; decoder 256-128-64-16): 105.28M parameters with 3 input channels and 9
-classes, as published. Weights start random: there is no download here.
+classes, as published. Weights start random, or, with ``weights`` (a local path or s3:// URI, never a
+download), the encoder starts from Google's ImageNet-21k ``R50+ViT-B_16.npz`` as the published model
+did (see :func:`load_published_weights`). A checkpoint holds every weight, so loading one never
+reads that file again (``weights`` is one of the factory's ``PRETRAINED_OPTIONS``).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raysegment import storage
 from raysegment.errors import ConfigError
 from raysegment.models.blocks import ConvBNReLU, check_input_size
 from raysegment.models.factory import MODELS
 
 if TYPE_CHECKING:
-    from timm.models import FeatureListNet
+    from timm.models.resnetv2 import ResNetV2
 
 # timm (which imports torchvision) is imported when a TransUNet is built, not when the registry
 # is: every fresh Ray worker that loads another model saves seconds of imports.
@@ -37,10 +41,9 @@ if TYPE_CHECKING:
 
 def cnn_backbone(
     in_channels: int, layers: tuple[int, ...], widths: tuple[int, ...], stem_channels: int, norm_groups: int
-) -> FeatureListNet:
-    """ResNetV2 (no pre-activation) returning its stem (1/2) and three stage (1/4, 1/8, 1/16) features."""
+) -> ResNetV2:
+    """ResNetV2 (no pre-activation) with a stem (1/2) and three stages (1/4, 1/8, 1/16), as timm's hybrid ViTs use."""
     from timm.layers import GroupNormAct, StdConv2d
-    from timm.models import FeatureListNet
     from timm.models.resnetv2 import ResNetV2
 
     if len(layers) != 3 or len(widths) != 3:
@@ -57,7 +60,70 @@ def cnn_backbone(
         conv_layer=partial(StdConv2d, eps=1e-8),
         norm_layer=partial(GroupNormAct, num_groups=norm_groups, eps=1e-6),
     )
-    return FeatureListNet(resnet, out_indices=(0, 1, 2, 3), flatten_sequential=True)
+    return resnet
+
+
+def load_published_weights(model: TransUNet, resnet: ResNetV2, num_heads: int, uri: str) -> None:
+    """Load Google's ImageNet-21k ``R50+ViT-B_16.npz`` (local or s3://) into ``model``'s encoder.
+
+    That file is where TransUNet's authors start. timm's ViT npz loader does the conversion (HWIO
+    kernels to OIHW, query/key/value kernels to the fused qkv): a timm hybrid ViT is assembled
+    around the model's own ResNetV2, patch embedding, blocks and final norm, so the loader writes
+    straight into them. The position embedding loses the file's class-token entry and, when
+    ``img_size // 16`` differs from the file's grid, is resampled (bilinear), as TransUNet does.
+    The decoder stays random.
+
+    With ``in_channels != 3`` the stem's RGB kernel is adapted as timm adapts every pretrained first
+    convolution: summed over RGB for 1 channel (what TransUNet gets by repeating a grey image three
+    times); for more, repeated across channels and scaled by ``3 / in_channels``.
+
+    Raises:
+        ConfigError: naming ``uri`` when it is not a hybrid ViT npz or does not fit the model's configuration.
+    """
+    import numpy as np
+    from timm.layers import HybridEmbed
+    from timm.models.vision_transformer import VisionTransformer
+
+    own = {"num_layers": len(model.blocks), "num_heads": num_heads, "cnn_layers": [len(stage.blocks) for stage in resnet.stages]}
+    with storage.local_file(uri) as path:
+        try:
+            npz = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{uri}: not a .npz weights file ({' '.join(str(exc).split())[:200]})") from exc
+        if not isinstance(npz, np.lib.npyio.NpzFile) or not {"conv_root/kernel", "embedding/kernel"} <= set(npz.files):
+            raise ConfigError(f"{uri}: not a hybrid ViT .npz in the layout of R50+ViT-B_16.npz (no conv_root/kernel, embedding/kernel)")
+        with npz:
+            found = _npz_architecture(npz)
+        if found != own:
+            # timm's loader walks the model's blocks and would leave a longer file's extra blocks
+            # unread, and a head count changes no shape: both would load "successfully".
+            raise ConfigError(f"{uri}: the file has {_describe(found)}, this model {_describe(own)}; set model.config to "
+                              "the file's (R50+ViT-B_16.npz: num_layers 12, num_heads 12, cnn_layers [3, 4, 9])")
+        vit = VisionTransformer(img_size=model.grid * 16, patch_size=1, in_chans=resnet.stem.conv.in_channels, num_classes=0,
+                                embed_dim=model.patch_embed.out_channels, depth=0, weight_init="skip",
+                                embed_layer=partial(HybridEmbed, backbone=resnet))
+        vit.patch_embed.proj, vit.blocks, vit.norm = model.patch_embed, model.blocks, model.norm
+        try:
+            vit.load_pretrained(path)
+        except (KeyError, RuntimeError, ValueError) as exc:  # a missing array, or a shape that is not this model's
+            raise ConfigError(f"{uri}: does not fit this TransUNet (hidden_size, mlp_ratio, cnn_widths and stem_channels "
+                              f"must be the file's): {' '.join(str(exc).split())[:300]}") from exc
+    with torch.no_grad():
+        model.pos_embed.copy_(vit.pos_embed[:, vit.num_prefix_tokens :])
+
+
+def _npz_architecture(npz) -> dict:
+    blocks = {name.split("/")[1] for name in npz.files if name.startswith("Transformer/encoderblock_")}
+    query = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/query/kernel"
+    return {
+        "num_layers": len(blocks),
+        "num_heads": int(npz[query].shape[1]) if query in npz.files else None,  # (hidden, heads, head_dim)
+        "cnn_layers": [len({name.split("/")[1] for name in npz.files if name.startswith(f"block{i}/")}) for i in (1, 2, 3)],
+    }
+
+
+def _describe(architecture: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in architecture.items())
 
 
 class DecoderBlock(nn.Module):
@@ -101,14 +167,17 @@ class TransUNet(nn.Module):
         head_channels: int = 512,
         decoder_channels: tuple[int, ...] = (256, 128, 64, 16),
         n_skip: int = 3,
+        weights: str | None = None,
     ):
         from timm.layers import trunc_normal_
+        from timm.models import FeatureListNet
         from timm.models.vision_transformer import Block, init_weights_vit_timm
 
         super().__init__()
         if len(decoder_channels) != 4 or not 0 <= n_skip <= 3 or img_size % 16:
             raise ConfigError("transunet: decoder_channels needs 4 entries, n_skip must be 0-3 and img_size divisible by 16")
-        self.cnn = cnn_backbone(in_channels, cnn_layers, cnn_widths, stem_channels, norm_groups)
+        resnet = cnn_backbone(in_channels, cnn_layers, cnn_widths, stem_channels, norm_groups)
+        self.cnn = FeatureListNet(resnet, out_indices=(0, 1, 2, 3), flatten_sequential=True)
         cnn_channels = self.cnn.feature_info.channels()  # [1/2, 1/4, 1/8, 1/16]
         self.grid = img_size // 16
         self.patch_embed = nn.Conv2d(cnn_channels[3], hidden_size, kernel_size=1)
@@ -139,6 +208,8 @@ class TransUNet(nn.Module):
         self.head = nn.Conv2d(decoder_channels[-1], classes, kernel_size=3, padding=1)
         trunc_normal_(self.pos_embed, std=0.02)
         self.blocks.apply(init_weights_vit_timm)
+        if weights:
+            load_published_weights(self, resnet, num_heads, weights)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Transformer feature map ``(N, hidden, H/16, W/16)`` and the CNN skips ``[1/8, 1/4, 1/2]``."""

@@ -67,10 +67,23 @@ class DicomReader(Reader):
         return _to_scan(images, uri)
 
 
+#: How a DICOM data set written without the Part 10 preamble starts: its first tag's group,
+#: 0002 (file meta) or 0008 (identifying), little or big endian.
+_BARE_DATASET_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+
+
 def _series_member(file: str) -> DicomImage | None:
-    """A DICOM image of a series folder; None for the other files found there."""
+    """A DICOM image of a series folder; None for the other files found there.
+
+    A member without the 128-byte preamble and ``DICM`` prefix is an error, not another file:
+    skipped, it would leave the series a slice short (or a gap the spacing check may not see
+    at either end) and the case would end with a mask of the wrong volume.
+    """
     data = fetch(file)
     if not DicomReader.sniff(data[:132]):
+        if file.lower().endswith(DicomReader.suffixes) or data[:2] in _BARE_DATASET_STARTS:
+            raise ScanReadError(file, "DICOM file without the 128-byte preamble and DICM prefix (not a DICOM Part 10 file); "
+                                      "the series would read a slice short")
         return None  # README, .DS_Store, ... sit next to series in real exports
     return load_image(data, file)  # None for a DICOMDIR or other file without pixels
 

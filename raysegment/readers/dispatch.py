@@ -10,22 +10,31 @@ from raysegment.readers.base import HEAD_BYTES, READERS, Reader, fetch, is_folde
 from raysegment.scan import Scan
 
 
-def read_scan(uri: str, *, format: str | None = None) -> Scan:
+def read_scan(uri: str, *, format: str | None = None, num_slices: int | None = None) -> Scan:
     """Read an image or volume in any registered format.
 
     Args:
         uri: local path, ``file://`` or ``s3://`` URI of a file, or of a DICOM series folder.
         format: a reader name (``"tiff"``, ``"nifti"``, ``"dicom"``, ``"png"``) to skip detection.
+        num_slices: the slices the volume is known to have (a manifest's ``num_slices``,
+            :func:`raysegment.manifest.expected_slices`). A stack cut at a page boundary or a
+            series missing a file still reads as a smaller, well-formed volume; this is what
+            tells them apart from the scan that was ingested.
 
     Returns:
         A :class:`~raysegment.scan.Scan` (channels-first, RAS+ affine, ``source`` = the normalized URI).
 
     Raises:
-        ScanReadError: the file is missing, empty, corrupt, truncated or in no supported format.
+        ScanReadError: the file is missing, empty, corrupt, truncated or in no supported format,
+            or holds another number of slices than ``num_slices``.
     """
     uri = _normalize(uri)
     reader, data = _resolve(uri, format)
-    return reader.read(uri) if data is None else reader.decode(data, uri)
+    scan = reader.read(uri) if data is None else reader.decode(data, uri)
+    if num_slices is not None and scan.num_slices != num_slices:
+        raise ScanReadError(uri, f"{scan.num_slices} slices where the manifest has {num_slices}: "
+                                 "a file cut short, or missing from the series?")
+    return scan
 
 
 def format_of(uri: str) -> str:

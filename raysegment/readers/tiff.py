@@ -8,6 +8,7 @@ so the affine is the unit-spacing identity of :func:`raysegment.scan.affine_2d`.
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class TiffReader(Reader):
     def decode(self, data: bytes, uri: str) -> Scan:
         import tifffile
 
+        _check_page_chain(data, uri)
         with library_errors(uri, "not a readable TIFF"):
             with tifffile.TiffFile(io.BytesIO(data)) as tif:
                 first = tif.series[0]
@@ -54,6 +56,29 @@ class TiffReader(Reader):
             source=uri,
             metadata={"format": "tiff", "photometric": photometric.lower(), "compression": compression.lower()},
         )
+
+
+def _check_page_chain(data: bytes, uri: str) -> None:
+    """Raise unless every page (IFD) the file links to lies inside it.
+
+    Each page header ends with the offset of the next one. A stack cut at a page boundary keeps
+    its first pages whole, and tifffile reads those without an error (it only logs "invalid page
+    offset"), so the cut would pass for a shorter, well-formed stack.
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    # Sizes of an IFD's entry count, one entry and the next-IFD offset: classic TIFF 2/12/4, BigTIFF 8/20/8.
+    count, entry, link = (("Q", 20, "Q") if big else ("H", 12, "I"))
+    count_size, link_size = struct.calcsize(count), struct.calcsize(link)
+    if len(data) < (16 if big else 8):
+        raise ScanReadError(uri, f"truncated TIFF: {len(data)} bytes, shorter than its header")
+    offset, pages, seen = struct.unpack_from(order + link, data, 8 if big else 4)[0], 0, set()
+    while offset and offset not in seen:  # a loop in the chain is tifffile's to report
+        seen.add(offset)
+        entries = struct.unpack_from(order + count, data, offset)[0] if offset + count_size <= len(data) else None
+        if entries is None or offset + count_size + entries * entry + link_size > len(data):
+            raise ScanReadError(uri, f"truncated TIFF: page {pages + 1} lies past the end of the file ({len(data)} bytes) after {pages} whole pages")
+        offset, pages = struct.unpack_from(order + link, data, offset + count_size + entries * entry)[0], pages + 1
 
 
 def _channels_first(array: np.ndarray, axes: str, uri: str) -> tuple[np.ndarray, int]:

@@ -127,6 +127,20 @@ class TrainConfig(_Section):
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
+    metrics: list[str] = Field(
+        default_factory=list, description="the metrics the experiment is judged by, in the order its report gives them "
+        "(names in raysegment.metrics.CASE_METRICS); saved with the run's models, so `raysegment evaluate` prints these "
+        "beside the loss, in this order, to set its figures beside the report's. Every metric is computed and written whatever this names")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str]) -> list[str]:
+        from raysegment.metrics import CASE_METRICS
+
+        unknown = [name for name in metrics if name not in CASE_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; valid: {', '.join(CASE_METRICS)}")
+        return metrics
 
     @field_validator("model")
     @classmethod

@@ -132,15 +132,20 @@ def resolve_model(uri: str) -> str:
     ``checkpoint.select`` names in ``summary.json``: ``best/`` or ``last/``), a tune experiment (its
     ``best/``), a cross-validation folder (its ``ensemble/``, :mod:`raysegment.train.folds`), or one
     of a run's training checkpoints (``RUN/checkpoints/epoch_0007``), which is exported to
-    ``RUN/epochs/epoch_0007`` the first time it is asked for.
+    ``RUN/epochs/epoch_0007`` the first time it is asked for, or a published model (``NAME``,
+    ``NAME@ALIAS``, ``NAME/versions/ID``: the version folder, :mod:`raysegment.models.versions`).
 
     Raises:
         ConfigError: ``uri`` is none of these, or a cross-validation folder with folds still to train.
     """
     from raysegment.models.checkpoint import SPEC_FILE
+    from raysegment.models.versions import resolve
     from raysegment.train.folds import ENSEMBLE_DIR, is_folds_folder, read_folds
 
     uri = storage.normalize(uri).rstrip("/")
+    published = resolve(uri)
+    if published is not None:
+        return published.uri
     if is_folds_folder(uri):
         ensemble = storage.join(uri, ENSEMBLE_DIR)
         if storage.exists(storage.join(ensemble, SPEC_FILE)):

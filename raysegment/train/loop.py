@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from raysegment.losses import DeepSupervisionLoss, create_loss, loss_mode
+from raysegment.losses import DeepSupervisionLoss, create_loss, loss_mode, loss_with_terms, term_names
 from raysegment.metrics import confusion_counts, scores_from_counts
 from raysegment.models import precision
 from raysegment.models.checkpoint import ModelSpec
@@ -29,7 +29,9 @@ from raysegment.train.progress import BatchReporter
 from raysegment.train.state import Progress, load_state, save_state
 from raysegment.train.tracking import TensorBoardLogger
 
-REPORTED_SCORES = ("dice", "iou", "precision", "recall")
+#: Scores of the pooled confusion counts reported each epoch for train and val. F1 is not among
+#: them because on masks it is Dice: 2PR / (P + R) = 2TP / (2TP + FP + FN), the same counts.
+REPORTED_SCORES = ("dice", "iou", "precision", "recall", "accuracy", "specificity")
 
 
 def seed_everything(seed: int, epoch: int, rank: int) -> None:
@@ -40,28 +42,54 @@ def seed_everything(seed: int, epoch: int, rank: int) -> None:
     random.seed(int(state[1]))
 
 
-class EpochStats:
-    """Loss sum, example count and per-class confusion counts, summed over batches and workers."""
+class LossMeter:
+    """The example-weighted sums of a loss and of its terms (``loss_bce``, ...), summed over batches and workers.
 
-    def __init__(self, classes: int, device: torch.device, exclusive: bool = False):
-        self.loss = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, examples)
+    Args:
+        terms: the names of the loss's terms (:func:`raysegment.losses.term_names`), fixed before
+            the first batch so every worker all-reduces the same tensor, batches or not.
+    """
+
+    def __init__(self, terms: list[str], device: torch.device):
+        self.terms = terms
+        self.sums = torch.zeros(len(terms) + 2, dtype=torch.float64, device=device)  # (loss, *terms, examples)
+
+    def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], n: int) -> None:
+        values = [loss, *(terms[name] for name in self.terms)]
+        self.sums += torch.cat([torch.stack([v.detach().double() for v in values]) * n, self.sums.new_tensor([float(n)])])
+
+    @property
+    def examples(self) -> float:
+        return float(self.sums[-1])
+
+    def summary(self, prefix: str) -> dict[str, float]:
+        """``<prefix>_loss`` and ``<prefix>_loss_<term>``: means per example; all-reduce across workers first."""
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.sums)
+        means = (self.sums[:-1] / self.sums[-1].clamp(min=1)).tolist()
+        return {f"{prefix}_loss": means[0], **{f"{prefix}_loss_{name}": value for name, value in zip(self.terms, means[1:])}}
+
+
+class EpochStats:
+    """Loss (and its terms), example count and per-class confusion counts, summed over batches and workers."""
+
+    def __init__(self, classes: int, device: torch.device, exclusive: bool = False, terms: list[str] | None = None):
+        self.loss = LossMeter(terms or [], device)
         self.counts = torch.zeros(4, classes, dtype=torch.float64, device=device)
         self.exclusive = exclusive
         self.rule = PostprocessConfig()  # threshold 0.5 on the labels: training scores are not post-processed
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, masks: torch.Tensor) -> None:
-        n = masks.shape[0]
-        self.loss += torch.stack([loss.detach().double() * n, torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
+    def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], logits: torch.Tensor, masks: torch.Tensor) -> None:
+        self.loss.add(loss, terms, masks.shape[0])
         counts = confusion_counts(self.rule.masks_from_logits(logits.detach(), self.exclusive), masks > 0.5)
         self.counts += torch.stack([c.sum(0).double() for c in counts])
 
     def summary(self, prefix: str) -> tuple[dict[str, float], dict]:
-        """All-reduce across workers, then loss and the class-mean scores of the pooled counts."""
+        """All-reduce across workers, then the loss and the class-mean scores of the pooled counts."""
+        out = self.loss.summary(prefix)
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(self.loss)
             dist.all_reduce(self.counts)
         scores = scores_from_counts(*self.counts.cpu())
-        out = {f"{prefix}_loss": float(self.loss[0] / self.loss[1].clamp(min=1))}
         out.update({f"{prefix}_{name}": float(scores[name].mean()) for name in REPORTED_SCORES})
         return out, scores
 
@@ -121,7 +149,7 @@ def train_func_per_worker(config: dict) -> None:
         seed_everything(opt.seed, epoch, rank)
         started = time.perf_counter()
         model.train()
-        train = EpochStats(len(class_names), device, exclusive)
+        train = EpochStats(len(class_names), device, exclusive, term_names(loss_fn))
         # Batches come preprocessed and augmented from Ray Data tasks (raysegment.train.augment,
         # raysegment.train.patches); the time spent waiting for the next one is the share of a
         # step the model waits for data.
@@ -135,7 +163,7 @@ def train_func_per_worker(config: dict) -> None:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast():
                 outputs = model(images)
-                loss = loss_fn(outputs, masks)
+                loss, terms = loss_fn.forward_with_terms(outputs, masks)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if opt.grad_clip:
@@ -145,7 +173,7 @@ def train_func_per_worker(config: dict) -> None:
             scaler.update()
             schedule.step_batch()
             last = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
-            train.add(loss, last.float(), masks)
+            train.add(loss, terms, last.float(), masks)
             batch_progress.step(epoch, len(masks))
             mark = time.perf_counter()
         train_time = time.perf_counter() - started
@@ -161,7 +189,7 @@ def train_func_per_worker(config: dict) -> None:
         metrics = {"epoch": epoch, **train_metrics, **val_metrics, "lr": optimizer.param_groups[0]["lr"],
                    "epoch_time_s": time.perf_counter() - started, "train_time_s": train_time,
                    "data_wait_s": waited, "data_wait_share": waited / max(train_time, 1e-9),
-                   "images_per_s": train.loss[1].item() / max(train_time, 1e-9),
+                   "images_per_s": train.loss.examples / max(train_time, 1e-9),
                    "timestamp_ms": int(time.time() * 1000)}
         progress.update(metrics, job.checkpoint.monitor, opt.patience, opt.min_delta)
         metrics["best_score"] = progress.best_dice
@@ -212,13 +240,14 @@ def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocas
     its DDP wrapper, so no collective runs per batch.
 
     Returns:
-        ``val_loss``; ``val_dice``, ``val_iou``, ``val_precision``, ``val_recall`` of the pooled
-        voxels; ``val_patient_dice`` (mean over patient volumes of the class-mean Dice), per class
-        when there are several; ``val_empty_slices``, the share of validation slices without
-        foreground (an empty slice predicted empty is a perfect score).
+        ``val_loss`` (and ``val_loss_<term>`` for each term of a combined loss); ``val_<score>`` of
+        the pooled voxels for each of :data:`REPORTED_SCORES`; ``val_patient_dice`` (mean over
+        patient volumes of the class-mean Dice), per class when there are several;
+        ``val_empty_slices``, the share of validation slices without foreground (an empty slice
+        predicted empty is a perfect score).
     """
     model.eval()
-    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # (sum, examples)
+    losses = LossMeter(term_names(loss_fn), device)
     patients = PatientStats(postprocess)
     for batch in _batches(shard, batch_size, device):
         mine = (batch["volume"].long() % world) == rank
@@ -227,15 +256,15 @@ def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocas
         images, masks = batch["image"][mine], batch["mask"][mine]
         with autocast():
             logits = model(images)
-            loss = loss_fn(logits, masks)
-        loss_sum += torch.stack([loss.detach().double() * len(images), torch.tensor(float(len(images)), dtype=torch.float64, device=device)])
+            loss, terms = loss_with_terms(loss_fn, logits, masks)
+        losses.add(loss, terms, len(images))
         if postprocess.mirror:  # the checkpoint is judged as evaluate and infer will predict with it
             pred = postprocess.masks_from_probabilities(batch_probabilities(model, images, exclusive, True, autocast), exclusive)
         else:
             pred = postprocess.masks_from_logits(logits.float(), exclusive)
         patients.add(batch["volume"][mine].long(), batch["slice"][mine].long(), pred, masks > 0.5)
     counts, empty = patients.counts(num_volumes, len(class_names), device)
-    return validation_scores(loss_sum, counts, empty, class_names)
+    return validation_scores(losses, counts, empty, class_names)
 
 
 @torch.no_grad()
@@ -251,7 +280,7 @@ def validate_volumes(model, loss_fn, shard, patch_size: list[int], batch_size, d
     from raysegment.predict import volume_probabilities, window_logits
 
     model.eval()
-    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    losses = LossMeter(term_names(loss_fn), device)
     counts = torch.zeros(num_volumes, 4, len(class_names), dtype=torch.float64)
     empty = torch.zeros(2, dtype=torch.float64)
     for batch in shard.iter_batches(batch_size=1, batch_format="numpy"):
@@ -261,7 +290,7 @@ def validate_volumes(model, loss_fn, shard, patch_size: list[int], batch_size, d
         image = torch.from_numpy(np.ascontiguousarray(batch["image"][0], dtype=np.float32)).to(device)
         truth = torch.from_numpy(np.ascontiguousarray(batch["mask"][0], dtype=np.float32)).to(device)
         logits = window_logits(model, image[None], patch_size, batch_size, autocast)
-        loss_sum += torch.tensor([float(loss_fn(logits, truth[None])), 1.0], dtype=torch.float64, device=device)
+        losses.add(*loss_with_terms(loss_fn, logits, truth[None]), 1)
         if postprocess.mirror:
             prob = volume_probabilities(model, image, patch_size, batch_size, exclusive, True, autocast)[None]
         else:
@@ -270,18 +299,18 @@ def validate_volumes(model, loss_fn, shard, patch_size: list[int], batch_size, d
         truth_mask = truth.cpu().numpy() > 0.5
         counts[v] = torch.from_numpy(np.stack(confusion_counts(pred[None], truth_mask[None]))[:, 0].astype(np.float64))
         empty += torch.tensor([float((~truth_mask.any(axis=(0, 1, 2))).sum()), float(truth_mask.shape[-1])], dtype=torch.float64)
-    return validation_scores(loss_sum, counts.to(device), empty.to(device), class_names)
+    return validation_scores(losses, counts.to(device), empty.to(device), class_names)
 
 
-def validation_scores(loss_sum: torch.Tensor, counts: torch.Tensor, empty: torch.Tensor, class_names: list[str]) -> dict[str, float]:
+def validation_scores(losses: LossMeter, counts: torch.Tensor, empty: torch.Tensor, class_names: list[str]) -> dict[str, float]:
     """Sum the workers' validation counts and turn them into the reported figures (see :func:`validate`)."""
+    out = losses.summary("val")
     if dist.is_available() and dist.is_initialized():
-        for tensor in (loss_sum, counts, empty):
+        for tensor in (counts, empty):
             dist.all_reduce(tensor)
     counts, empty = counts.cpu(), empty.cpu()
     pooled = scores_from_counts(*counts.sum(0))
     per_volume = scores_from_counts(*counts[counts.sum(dim=(1, 2)) > 0].permute(1, 0, 2))["dice"]  # (V, K)
-    out = {"val_loss": float(loss_sum[0] / loss_sum[1].clamp(min=1))}
     out.update({f"val_{name}": float(pooled[name].mean()) for name in REPORTED_SCORES})
     out["val_patient_dice"] = float(per_volume.mean(1).mean()) if len(per_volume) else 0.0
     out["val_empty_slices"] = float(empty[0] / empty[1].clamp(min=1))

@@ -102,7 +102,9 @@ def train(config: TrainConfig, address: str | None = None, console=None, callbac
     spec = ModelSpec(config.model.name, in_channels=len(channels), classes=preprocess.out_channels, config=model_config)
     spec.build(pretrained=False)  # a bad option fails here, in one line, not inside every worker
     write_template(run_uri, spec.to_dict(), preprocess=preprocess.model_dump(mode="json"),
-                   postprocess=config.postprocess.model_dump(mode="json"), class_names=preprocess.class_names, channels=channels)
+                   postprocess=config.postprocess.model_dump(mode="json"), class_names=preprocess.class_names, channels=channels,
+                   loss=config.optim.model_dump(mode="json")["loss"],  # evaluate reports the loss the model was trained on
+                   **({"reported_metrics": config.metrics} if config.metrics else {}))  # and the metrics its experiment is judged by
     datasets = {
         "train": build_dataset(splits[config.data.train_split].rows, preprocess, config.optim.seed, config.data.cache,
                                volumes=splits[config.data.train_split].volumes),

@@ -8,7 +8,8 @@ writes it), and the reports: ``trials.parquet``, ``history.parquet``, ``best/``,
 
 Running the same search again with the same ``out`` resumes it (``Tuner.restore``): finished
 trials are kept as they are, unfinished ones continue from their last checkpoint, errored ones
-are run again only with ``retry_errored``.
+are run again only with ``retry_errored``. Only state this driver's key signed is resumed
+(``tune_state.sig``, see :mod:`raysegment.tune.trust`).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def run_tune(config: TuneConfig, address: str | None = None, console=None, callb
 
     from raysegment.tune.cleanup import ReleaseStoppedTrials
     from raysegment.tune.reporter import LiveTrialTable
+    from raysegment.tune.trust import SignState, verify_state
 
     if not config.out:
         raise ConfigError("tune: an experiment folder (--out) is needed")
@@ -172,11 +174,14 @@ def run_tune(config: TuneConfig, address: str | None = None, console=None, callb
         tune.with_parameters(run_trial, base=base.model_dump(mode="json"), exp_uri=exp_uri, encoded=encoded),
         {"CPU": config.driver_cpus},
     )
-    callbacks = [LiveTrialTable(console, config.metric, config.mode, keys, config.max_epochs), ReleaseStoppedTrials(),
-                 *(callbacks or [])]
-    fs, tune_path = storage.filesystem(storage.join(exp_uri, TUNE_DIR))
+    tune_uri = storage.join(exp_uri, TUNE_DIR)
+    # Signing comes first: a later callback that fails at the end must not leave the state unsigned.
+    callbacks = [SignState(exp_uri, tune_uri), LiveTrialTable(console, config.metric, config.mode, keys, config.max_epochs),
+                 ReleaseStoppedTrials(), *(callbacks or [])]
+    fs, tune_path = storage.filesystem(tune_uri)
     resumed = tune.Tuner.can_restore(tune_path, storage_filesystem=fs)
     if resumed:
+        verify_state(exp_uri, tune_uri)  # before Ray unpickles anything
         tuner = tune.Tuner.restore(tune_path, trainable, resume_errored=config.retry_errored, storage_filesystem=fs)
         # tuner.pkl holds the first session's run config, callbacks included; this session reports
         # through its own (Ray has no public way to hand them to a restored Tuner).

@@ -2,12 +2,10 @@
 
 A SEG must reference its source images (study, series and SOP instance UIDs), and the standard
 requires the Patient and General Study modules, which highdicom copies from the source. Outputs
-must carry case ids only, so highdicom is handed pseudonymised copies of the sources, and the
-result is pseudonymised again: PatientName (family name) and PatientID become the case id, the other type-2
-fields (birth date, sex, study date/time, referring physician, accession number, study id) are
-present but empty, and the optional identifying fields in :data:`_DROPPED` are removed. Only the
-UIDs needed to reference the source remain; they are not personal data, but they do link back to
-the archive.
+carry case ids only: highdicom is handed de-identified copies of the sources, and the SEG it makes
+is de-identified again (:mod:`raysegment.writers.deidentify`: the DICOM Basic Application Level
+Confidentiality Profile with the Retain UIDs Option, so the SEG still names its sources; the
+patient's name and id become the case id).
 
 Sources: one single-frame DICOM file, or a series folder (ordered as the DICOM reader stacks it:
 by position along the slice normal, then InstanceNumber).
@@ -22,14 +20,11 @@ import numpy as np
 from raysegment import storage
 from raysegment.errors import ConfigError, ScanReadError
 from raysegment.writers.base import WRITERS, Reference, Writer
+from raysegment.writers.deidentify import deidentify
 
-_EMPTIED = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
-            "AccessionNumber", "StudyID")
-_DROPPED = ("OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientBirthTime", "PatientAge",
-            "PatientWeight", "PatientSize", "PatientAddress", "PatientComments", "EthnicGroup", "IssuerOfPatientID",
-            "PatientMotherBirthName", "MilitaryRank", "PatientTelephoneNumbers", "StudyDescription",
-            "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy", "RequestingPhysician", "InstitutionName",
-            "InstitutionAddress", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID")
+#: Type 2 attributes hd.seg.Segmentation reads from its first source without a default: a source
+#: may lack them, and the de-identified copy it is given has them empty then.
+_REQUIRED_OF_SOURCE = ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "StudyDate", "StudyTime")
 
 
 @WRITERS.register("dicom-seg")
@@ -46,7 +41,10 @@ class DicomSegWriter(Writer):
 
         sources = _source_datasets(reference)
         for source in sources:
-            _pseudonymise(source, reference.case_id)
+            deidentify(source, reference.case_id)
+            for keyword in _REQUIRED_OF_SOURCE:
+                if keyword not in source:
+                    setattr(source, keyword, "")
         # (K, rows, cols[, S]) -> (frames, rows, cols, K), frames in source order.
         frames = array[..., None] if array.ndim == 3 else array
         frames = np.moveaxis(frames, (0, -1), (-1, 0)).astype(bool)
@@ -81,7 +79,7 @@ class DicomSegWriter(Writer):
             device_serial_number="0",
             omit_empty_frames=False,
         )
-        _pseudonymise(seg, reference.case_id)
+        deidentify(seg, reference.case_id)
         buffer = io.BytesIO()
         seg.save_as(buffer)
         return buffer.getvalue()
@@ -113,13 +111,3 @@ def _position(dataset) -> tuple[float, int]:
     normal = np.cross(orientation[:3], orientation[3:])
     position = np.asarray(dataset.get("ImagePositionPatient") or [0, 0, 0], float)
     return float(position @ normal), int(dataset.get("InstanceNumber") or 0)
-
-
-def _pseudonymise(dataset, case_id: str) -> None:
-    dataset.PatientName = f"{case_id}^"  # family name only; the caret marks it as a complete name
-    dataset.PatientID = case_id
-    for keyword in _EMPTIED:
-        setattr(dataset, keyword, "")
-    for keyword in _DROPPED:
-        if keyword in dataset:
-            delattr(dataset, keyword)

@@ -263,7 +263,8 @@ def fake_eval_result():
     overview = pd.DataFrame([{"split": "test", "patients": 2, "patient_dice": 0.71, "patient_median": 0.7, "cases": 12, "empty_share": 0.4, "case_dice": 0.8}])
     summary = pd.DataFrame([{"split": "test", "class": "tumor", "metric": "dice", "mean": 0.8, "std": 0.1, "median": 0.81}])
     cases = pd.DataFrame([{"split": "test", "case_id": f"c{k}", "class": "tumor"} for k in range(12)])
-    return SimpleNamespace(overview=overview, summary=summary, cases=cases, volumes=pd.DataFrame(), out=LONG, figures={"test_best": LONG})
+    return SimpleNamespace(overview=overview, summary=summary, cases=cases, volumes=pd.DataFrame(), out=LONG, figures={"test_best": LONG},
+                           reported_metrics=[])
 
 
 def check_one_line_tables(output: str) -> None:

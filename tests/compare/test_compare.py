@@ -75,6 +75,30 @@ def test_figures_and_markdown_report(runs, tmp_path):
     assert result.report_uri == str(out / "report.md")
 
 
+def test_training_curves_of_the_runs_overlaid(runs, tmp_path):
+    from raysegment import plots
+
+    out = tmp_path / "cmp"
+    result = compare([str(runs["root"] / "unet"), str(runs["root"] / "unetpp"), str(runs["root"] / "unet" / "evaluation")], str(out))
+    assert list(result.histories) == ["unet", "unetpp"]  # the evaluation output has no training run
+    for name in ("unet", "unetpp"):
+        pd.testing.assert_frame_equal(result.histories[name], pd.read_parquet(runs["root"] / name / "history.parquet"))
+    assert result.figures["curves"] == str(out / "curves.png") and (out / "curves.png").stat().st_size > 20_000
+    assert "![training curves](curves.png)" in (out / "report.md").read_text()
+    fig = plots.runs_figure(result.histories)
+    try:
+        panels = {ax.get_title(): {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()} for ax in fig.get_axes()}
+    finally:
+        plots._pyplot().close(fig)
+    assert panels["validation loss"] == {name: list(result.histories[name]["val_loss"]) for name in ("unet", "unetpp")}
+    assert {"train accuracy", "validation precision", "validation recall", "validation patient_dice"} <= set(panels)
+    assert all(set(lines) == {"unet", "unetpp"} for lines in panels.values())  # one line per run in every panel
+    # beside the scores, the loss: training's for the U-Net++, the evaluation's (per case) for the evaluated U-Net
+    assert result.table.loc["unetpp", "val_loss"] == pytest.approx(runs["unetpp"].summary["best"]["val_loss"])
+    assert result.table.loc["unet", "val_loss"] == pytest.approx(runs["evaluation"].cases["loss"].mean())
+    assert result.table.loc["unetpp", "train_accuracy"] == pytest.approx(runs["unetpp"].summary["best"]["train_accuracy"])
+
+
 def test_evaluate_output_and_cli(runs, tmp_path):
     record = read_record(str(runs["root"] / "unet" / "evaluation"))
     assert record.kind == "evaluate" and record.metrics["val_dice"] == pytest.approx(runs["evaluation"].cases["dice"].mean())

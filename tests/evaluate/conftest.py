@@ -14,7 +14,7 @@ from raysegment.preprocess import PreprocessConfig, iter_examples
 
 
 def fitted_checkpoint(uri: str, manifest: str, preprocess: PreprocessConfig, channels: list[str], steps: int = 30) -> str:
-    """A tiny U-Net fitted for a few full-batch steps on the training split, so its masks are not trivial."""
+    """A tiny U-Net fitted for a few full-batch steps of BCE on the training split, so its masks are not trivial."""
     import torch
 
     df = read_manifest(manifest)
@@ -31,7 +31,7 @@ def fitted_checkpoint(uri: str, manifest: str, preprocess: PreprocessConfig, cha
         torch.nn.functional.binary_cross_entropy_with_logits(model(images), masks).backward()
         optimizer.step()
     save_model(uri, model.eval(), spec, preprocess=preprocess.model_dump(mode="json"), class_names=preprocess.class_names,
-               channels=channels)
+               channels=channels, loss="bce")  # the loss it was fitted with, as training records it
     return uri
 
 

@@ -10,7 +10,7 @@ import torch
 
 from raysegment.errors import ConfigError
 from raysegment.evaluate import CaseScorer, evaluate, resolve_model
-from raysegment.evaluate.run import ranked_cases
+from raysegment.evaluate.run import empty_case, ranked_cases
 from raysegment.manifest import read_manifest
 from raysegment.models import load_model
 
@@ -79,7 +79,9 @@ def test_run_folder_summary_and_figures(lgg_scores):
     dice = summary[(summary["split"] == "train") & (summary["metric"] == "dice")].iloc[0]
     train_dice = result.cases[result.cases["split"] == "train"]["dice"]
     assert dice["mean"] == pytest.approx(train_dice.mean()) and dice["median"] == pytest.approx(train_dice.median())
-    assert {f"{s}_{r}" for s in ("train", "val", "test") for r in ("best", "median", "worst")} == set(result.figures)
+    ranked = {f"{s}_{r}" for s in ("train", "val", "test") for r in ("best", "median", "worst")}
+    with_empty_slices = set(result.cases.loc[result.cases["volume_true"] == 0, "split"])
+    assert with_empty_slices and set(result.figures) == ranked | {f"{s}_empty" for s in with_empty_slices}
     assert all((out / "overlays" / f"{name}.png").stat().st_size > 5_000 for name in result.figures)
     assert pd.read_parquet(out / "case_metrics.parquet").equals(result.cases)
 
@@ -88,6 +90,53 @@ def test_ranked_cases_prefer_cases_with_foreground():
     cases = pd.DataFrame({"case_id": ["empty", "a", "b", "c"], "dice": [1.0, 0.9, 0.5, 0.1],
                           "volume_true": [0.0, 10.0, 12.0, 8.0]})
     assert ranked_cases(cases) == {"best": "a", "median": "b", "worst": "c"}
+
+
+def test_empty_case_is_the_lesion_free_case_with_most_predicted_foreground():
+    cases = pd.DataFrame({"case_id": ["a", "b", "b", "c", "d"], "dice": [0.9, 1.0, 0.0, 0.0, 1.0],
+                          "volume_true": [10.0, 0.0, 0.0, 0.0, 0.0], "volume_pred": [9.0, 0.0, 3.0, 2.0, 0.0]})
+    assert empty_case(cases) == "b"  # 3 predicted over its two classes
+    assert empty_case(cases[cases["case_id"].isin(["a", "d"])]) == "d"
+    assert empty_case(cases[cases["case_id"] == "a"]) is None
+
+
+def test_empty_overlay_shows_a_lesion_free_slice_as_predicted(lgg_scores):
+    out, result = lgg_scores
+    for name, uri in result.figures.items():
+        split, rank = name.rsplit("_", 1)
+        if rank != "empty":
+            continue
+        case_id = empty_case(result.cases[result.cases["split"] == split])
+        assert (result.cases.loc[result.cases["case_id"] == case_id, "volume_true"] == 0).all()
+        assert uri == str(out / "overlays" / f"{split}_empty.png") and (out / "overlays" / f"{split}_empty.png").stat().st_size > 5_000
+
+
+def _reference_bce(model, image_uri: str, mask_uri: str) -> float:
+    """By hand, as the model was fitted: min-max scaled TIFF, logits, BCE against the mask."""
+    image = tifffile.imread(image_uri).astype(np.float32).transpose(2, 0, 1)
+    low, high = image.min(axis=(1, 2), keepdims=True), image.max(axis=(1, 2), keepdims=True)
+    truth = torch.from_numpy((tifffile.imread(mask_uri) > 0).astype(np.float32))[None, None]
+    with torch.no_grad():
+        logits = model(torch.from_numpy((image - low) / np.maximum(high - low, 1e-8))[None])
+    return float(torch.nn.functional.binary_cross_entropy_with_logits(logits, truth))
+
+
+def test_loss_per_case_and_split_beside_the_metrics(lgg_scores, lgg_eval):
+    out, result = lgg_scores
+    df = read_manifest(lgg_eval["manifest"]).set_index("case_id")
+    model, _ = load_model(lgg_eval["full"])
+    for _, row in result.cases.iterrows():
+        case = df.loc[row["case_id"]]
+        assert row["loss"] == pytest.approx(_reference_bce(model, case["image_uris"][0], case["mask_uri"]), rel=1e-5)
+    summary = pd.read_parquet(out / "summary.parquet")
+    for split, part in result.cases.groupby("split"):
+        rows = summary[summary["split"] == split]
+        assert rows["metric"].iloc[0] == "loss" and rows["mean"].iloc[0] == pytest.approx(part["loss"].mean())
+    overview = pd.read_json(out / "overview.json").set_index("split")
+    assert overview["loss"].to_dict() == pytest.approx(result.cases.groupby("split")["loss"].mean().to_dict())
+    # a patient's loss is the mean of its slices'
+    slices = result.cases.assign(volume_id=df.loc[result.cases["case_id"], "volume_id"].to_numpy())
+    assert result.volumes.set_index("case_id")["loss"].to_dict() == pytest.approx(slices.groupby("volume_id")["loss"].mean().to_dict())
 
 
 def test_a_folder_without_a_model_is_a_one_line_error(tmp_path):

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 
 import pytest
 
 from raysegment.errors import ConfigError
 from raysegment.infer import InferConfig
 
-NIGHTLY = Path(__file__).resolve().parents[2] / "jobs" / "nightly_infer.yaml"
 
-
-def test_nightly_job_fills_the_date():
-    config = InferConfig.load(str(NIGHTLY), date="2026-03-04")
-    assert config.manifest.endswith("/manifests/date=2026-03-04/manifest.parquet")
-    assert config.out.endswith("/date=2026-03-04") and "{date}" not in config.model
-    assert config.gpus_per_worker == 1 and config.workers >= 1 and config.amp == "bf16"
+def test_date_placeholders_are_filled(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: s3://m/{date}\nmanifest: s3://a/manifests/date={date}/manifest.parquet\nout: s3://r/date={date}\nworkers: 2\n")
+    config = InferConfig.load(str(path), date="2026-03-04")
+    assert config.manifest == "s3://a/manifests/date=2026-03-04/manifest.parquet"
+    assert (config.out, config.model, config.workers) == ("s3://r/date=2026-03-04", "s3://m/2026-03-04", 2)
 
 
 def test_default_date_is_today_utc(tmp_path):

@@ -1,4 +1,4 @@
-"""infra/Dockerfile: GPU base, non-root, installs raysegment, no secrets; same tag as the docs and configs."""
+"""infra/Dockerfile: GPU base, non-root, installs raysegment with the extras jobs/ need, no secrets; same tag as the docs and configs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "infra" / "Dockerfile"
@@ -39,6 +40,39 @@ def _pyproject(pattern: str) -> re.Match:
     return match
 
 
+def _extras() -> set[str]:
+    """The names of pyproject's optional dependencies."""
+    block = _pyproject(r"^\[project\.optional-dependencies\]\n((?:[^\[\n].*\n|\n)*)").group(1)
+    return set(re.findall(r"^([\w-]+) = \[", block, re.M))
+
+
+def _installed_extras() -> set[str]:
+    """The extras of the repository itself (``.[a,b]``) in the image's pip install line."""
+    found = [m.group(1) or "" for m in re.finditer(r'pip install [^&]*?\s"?\.(?:\[([\w,-]+)\])?"?(?=\s|$)', " ".join(_args("RUN")))]
+    assert found, "the image does not pip install the repository"
+    return {e for extras in found for e in extras.split(",") if e}
+
+
+#: Job-file settings whose code path imports an optional dependency, and the extra that provides it.
+EXTRA_FOR_SETTING = {
+    "search": ("optuna", lambda value: value == "optuna"),
+    "tracking.mlflow_uri": ("mlflow", bool),
+}
+
+
+def _needed_extras(job: dict, prefix: str = "") -> set[str]:
+    needed = set()
+    for key, value in job.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            needed |= _needed_extras(value, dotted + ".")
+        for setting, (extra, uses_it) in EXTRA_FOR_SETTING.items():
+            # Tune jobs nest a training job under `train:`, so a setting may sit below any prefix.
+            if (dotted == setting or dotted.endswith("." + setting)) and uses_it(value):
+                needed.add(extra)
+    return needed
+
+
 def _image_tag() -> str:
     readme = (REPO / "infra" / "README.md").read_text()
     (tag,) = re.findall(r"docker build -f infra/Dockerfile -t (\S+) \.", readme)
@@ -66,11 +100,26 @@ def test_image_declares_the_users_home():
 
 def test_installs_raysegment_and_the_ray_it_pins():
     runs = " ".join(_args("RUN"))
-    assert re.search(r"pip install [^&]*\s\.(\s|$)", runs)  # the repository itself
+    assert re.search(r'pip install [^&]*\s"?\.(\[[\w,-]+\])?"?(\s|$)', runs)  # the repository itself
     ray_pin = re.search(r'"ray\[default\]==([\d.]+)"', runs).group(1)
     low, high = _pyproject(r'^\s*"ray\[[^\]]*\]>=([\d.]+),<([\d.]+)"').groups()
     version = tuple(int(x) for x in ray_pin.split("."))
     assert tuple(int(x) for x in low.split(".")) <= version < tuple(int(x) for x in high.split("."))
+
+
+@pytest.mark.parametrize("job", sorted(p.name for p in (REPO / "jobs").glob("*.yaml")))
+def test_image_has_the_extras_each_job_needs(job):
+    needed = _needed_extras(yaml.safe_load((REPO / "jobs" / job).read_text()))
+    assert needed <= _installed_extras(), f"jobs/{job} needs raysegment[{','.join(sorted(needed))}]"
+
+
+def test_the_job_settings_map_covers_every_runtime_extra():
+    # A new extra must say which job setting needs it; the CLI can turn each on for any job
+    # (--mlflow-uri, --search optuna), so the image carries every extra but the test tools.
+    runtime = _extras() - {"test"}
+    assert runtime == set(_installed_extras())
+    assert runtime == {extra for extra, _ in EXTRA_FOR_SETTING.values()}, "say which job setting needs each extra in EXTRA_FOR_SETTING"
+    assert _needed_extras(yaml.safe_load((REPO / "jobs" / "tune_unetpp.yaml").read_text())) == {"optuna"}
 
 
 def test_no_secrets_baked_in():

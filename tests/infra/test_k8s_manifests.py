@@ -122,12 +122,12 @@ def test_rayjob_runs_nightly_inference_on_the_raycluster():
     assert job["apiVersion"] == "ray.io/v1"
     assert job["metadata"]["generateName"].endswith("-")  # a new object every night
     assert job["spec"]["clusterSelector"] == {"ray.io/cluster": _one("raycluster.yaml", "RayCluster")["metadata"]["name"]}
-    # The entrypoint is the image's copy of infra/nightly-infer.sh, which runs `raysegment infer`.
+    # The entrypoint is the image's copy of infra/nightly-infer.sh, which runs `raysegment nightly`.
     dockerfile = (REPO / "infra" / "Dockerfile").read_text()
     workdir = re.search(r"^WORKDIR\s+(\S+)", dockerfile, re.M).group(1)
     assert re.search(r"^COPY .*infra/nightly-infer\.sh \./infra/nightly-infer\.sh$", dockerfile, re.M)
     assert job["spec"]["entrypoint"] == f"bash {workdir}/infra/nightly-infer.sh"
-    assert "raysegment infer --config jobs/nightly_infer.yaml --date" in (REPO / "infra" / "nightly-infer.sh").read_text()
+    assert "raysegment nightly --config jobs/nightly.yaml --date" in (REPO / "infra" / "nightly-infer.sh").read_text()
 
 
 def test_cronjob_creates_the_rayjob_nightly():
@@ -170,7 +170,7 @@ def test_the_cron_check_itself(expression, valid):
     assert _valid_cron(expression) is valid
 
 
-def test_nightly_script_runs_raysegment_infer_for_a_date(tmp_path):
+def test_nightly_script_runs_raysegment_nightly_for_a_date(tmp_path):
     # A stand-in `raysegment` on PATH records how the script calls it.
     fake = tmp_path / "bin" / "raysegment"
     fake.parent.mkdir()
@@ -183,11 +183,11 @@ def test_nightly_script_runs_raysegment_infer_for_a_date(tmp_path):
     out = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     cwd, args = out.stdout.splitlines()
     assert Path(cwd).resolve() == REPO  # relative config paths resolve against the repository / image root
-    assert args in (f"infer --config jobs/nightly_infer.yaml --date {d}" for d in (today, _utc_today()))
+    assert args in (f"nightly --config jobs/nightly.yaml --date {d}" for d in (today, _utc_today()))
 
     out = subprocess.run(["bash", str(script)], env={**env, "RAYSEGMENT_DATE": "2024-02-29"}, cwd=tmp_path,
                          capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines()[1] == "infer --config jobs/nightly_infer.yaml --date 2024-02-29"
+    assert out.stdout.splitlines()[1] == "nightly --config jobs/nightly.yaml --date 2024-02-29"
 
 
 def _utc_today() -> str:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
 from raysegment.errors import ConfigError
-from raysegment.losses import DeepSupervisionLoss, WeightedSum, create_loss, list_losses
+from raysegment.losses import DeepSupervisionLoss, WeightedSum, create_loss, list_losses, loss_with_terms, term_names
 from raysegment.models import create_model
 
 
@@ -85,6 +85,36 @@ def test_dict_and_list_specs_are_weighted_sums(batch):
     listed = create_loss([{"name": "tversky", "weight": 2.0, "params": {"alpha": 0.1, "beta": 0.9}}, {"name": "focal"}])
     expected = 2.0 * create_loss("tversky", alpha=0.1, beta=0.9)(logits, target) + create_loss("focal")(logits, target)
     torch.testing.assert_close(listed(logits, target), expected)
+
+
+def test_combined_losses_give_each_term_that_sums_with_its_weight_to_the_loss(batch):
+    logits, target = batch
+    combo = DeepSupervisionLoss(create_loss({"bce": 0.25, "jaccard": 0.75}))
+    loss, terms = combo.forward_with_terms(logits, target)
+    assert term_names(combo) == list(terms) == ["bce", "jaccard"]
+    torch.testing.assert_close(terms["bce"], F.binary_cross_entropy_with_logits(logits, target))
+    tp, fp, fn = soft_counts(logits, target, dims=(0, 1, 2, 3))
+    torch.testing.assert_close(terms["jaccard"], 1 - tp / (tp + fp + fn))
+    torch.testing.assert_close(loss, 0.25 * terms["bce"] + 0.75 * terms["jaccard"])
+    torch.testing.assert_close(loss, combo(logits, target))
+    # bce_dice is a weighted sum too; a single loss has no terms
+    assert list(loss_with_terms(create_loss("bce_dice"), logits, target)[1]) == ["bce", "dice"]
+    single, none = loss_with_terms(create_loss("dice"), logits, target)
+    assert none == {} and term_names(create_loss("dice")) == [] and term_names(lambda x, y: 0) == []
+    torch.testing.assert_close(single, create_loss("dice")(logits, target))
+
+
+def test_terms_of_deep_supervision_and_exclusive_classes(batch, exclusive_batch):
+    logits, target = batch
+    outputs = [logits, logits * 2]
+    loss, terms = DeepSupervisionLoss(create_loss("bce_dice")).forward_with_terms(outputs, target)
+    parts = [loss_with_terms(create_loss("bce_dice"), o, target)[1] for o in outputs]
+    for name in ("bce", "dice"):
+        torch.testing.assert_close(terms[name], (parts[0][name] + parts[1][name]) / 2)
+    torch.testing.assert_close(loss, 0.5 * terms["bce"] + 0.5 * terms["dice"])
+    logits, target, index = exclusive_batch
+    _, terms = loss_with_terms(create_loss("bce_dice", mode="multiclass"), logits, target)
+    torch.testing.assert_close(terms["bce"], F.cross_entropy(logits, index))
 
 
 def test_multilabel_averages_independent_channels():

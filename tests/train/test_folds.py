@@ -231,6 +231,7 @@ def cv_scores(cv_run, tmp_path_factory):
 
 @pytest.mark.slow
 def test_cross_validation_figures_pool_each_folds_own_evaluation(cv_run, cv_scores):
+    from raysegment.evaluate.run import metric_columns
     from raysegment.metrics import aggregate
 
     out, scores = cv_run["out"], cv_scores["out"]
@@ -259,7 +260,8 @@ def test_cross_validation_figures_pool_each_folds_own_evaluation(cv_run, cv_scor
         assert summary.loc[metric, "mean"] == pytest.approx(own[metric].mean())
         assert summary.loc[metric, "median"] == pytest.approx(own[metric].median())
     fold_summary = pd.read_parquet(scores / "fold_summary.parquet")
-    pd.testing.assert_frame_equal(fold_summary, aggregate(own, by=("fold", "class")), check_dtype=False)
+    pd.testing.assert_frame_equal(fold_summary, aggregate(own, by=("fold", "class"), metrics=metric_columns(own)), check_dtype=False)
+    assert "loss" in set(fold_summary["metric"])  # the loss the folds were trained with, as evaluate reports it
     overview = pd.DataFrame(json.loads((scores / "overview.json").read_text())).set_index("split")
     assert overview.loc["cv", "patient_dice"] == pytest.approx(pooled_volumes["dice"].mean())
     for k, entry in enumerate(folds["fold"]):

@@ -64,8 +64,33 @@ def test_train_and_evaluate_commands_with_mlflow(cli_train_run, lgg_manifest, tm
                                       "--split", "val,test", "--max-cases", "4"])
     assert result.exit_code == 0, result.output
     assert "dice" in result.output and "figure test_worst" in result.output
+    # The job's metrics (a seed report's, `metrics: [fnr, dice]`) are the ones shown beside the loss, in its order.
+    from raysegment.models import read_metadata
+
+    assert read_metadata(str(run / "best"))["reported_metrics"] == ["fnr", "dice"] and " fnr " in result.output
     cases = pd.read_parquet(out / "case_metrics.parquet")
     assert set(cases["split"]) == {"val", "test"} and len(cases) == 8
+
+
+@pytest.mark.slow
+def test_history_records_every_score_and_each_term_of_the_combined_loss(cli_train_run):
+    """``cli_train_run`` trains with ``--loss "{bce: 0.5, dice: 0.5}"``: each term is logged and plotted beside the total."""
+    from raysegment import plots
+
+    history = pd.read_parquet(cli_train_run.run / "history.parquet")
+    for split in ("train", "val"):
+        for score in ("dice", "iou", "precision", "recall", "accuracy", "specificity"):
+            assert history[f"{split}_{score}"].between(0, 1).all(), f"{split}_{score}"
+        total = 0.5 * history[f"{split}_loss_bce"] + 0.5 * history[f"{split}_loss_dice"]
+        assert total.tolist() == pytest.approx(history[f"{split}_loss"].tolist(), rel=1e-4)
+        # pixel accuracy weighs recall (over the lesion's pixels) and specificity (over the rest) by their counts
+        pair = history[[f"{split}_recall", f"{split}_specificity"]]
+        assert history[f"{split}_accuracy"].between(pair.min(axis=1) - 1e-9, pair.max(axis=1) + 1e-9).all()
+    metrics = plots.curve_metrics(history)
+    assert metrics[:3] == ["loss", "loss_bce", "loss_dice"] and {"accuracy", "precision", "recall", "patient_dice"} <= set(metrics)
+    assert (cli_train_run.run / "train_curves.png").stat().st_size > 20_000  # a panel per metric
+    tags = tensorboard_tags(cli_train_run.run / "tensorboard")
+    assert tags["train/loss_bce"] == tags["val/loss_dice"] == tags["val/accuracy"] == 2
 
 
 def test_train_command_reports_config_errors_in_one_line(tmp_path):

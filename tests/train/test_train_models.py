@@ -15,6 +15,7 @@ from fixtures_data import MODEL_JOBS, assert_resumed
 from raysegment import storage
 from raysegment.evaluate import evaluate
 from raysegment.models import load_model
+from raysegment.train import load_config
 
 
 @pytest.mark.slow
@@ -26,13 +27,14 @@ def test_train_two_epochs_resume_and_evaluate(trained_job, lgg_manifest, tmp_pat
     history = pd.read_parquet(run / "history.parquet")
     assert_resumed(trained.first.history, history, epochs=2)
     for column in ("train_loss", "val_loss", "train_dice", "val_dice", "val_patient_dice", "val_empty_slices", "val_iou",
-                   "val_precision", "val_recall"):
+                   "val_precision", "val_recall", "train_accuracy", "val_accuracy", "train_precision", "train_recall"):
         assert history[column].notna().all()
     assert history[["val_dice", "val_patient_dice", "val_iou", "train_dice"]].apply(lambda c: c.between(0, 1)).all().all()
     assert (history["val_iou"] <= history["val_dice"] + 1e-9).all()  # IoU <= Dice always
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["monitor"] == "val_patient_dice" and summary["selected"] == "best"  # the defaults: best/ is chosen per patient, and stands for the run
-    assert summary["best"]["val_patient_dice"] == pytest.approx(history["val_patient_dice"].max())
+    monitor = load_config(str(trained.job)).checkpoint.monitor  # what the seed's report chose its model by
+    assert summary["monitor"] == monitor and summary["selected"] == "best"
+    assert summary["best"][monitor] == pytest.approx(history[monitor].max())
     assert summary["hardware"]["workers"] == 2 and summary["images_per_s"] > 0
     _, meta = load_model(trained.resumed.best_model_uri)
     assert meta["model"]["name"] == name and meta["class_names"] == ["tumor"] and meta["epoch"] == summary["best_epoch"]

@@ -9,8 +9,9 @@ import pytest
 import torch
 from scipy import ndimage
 
+from raysegment.losses import DeepSupervisionLoss, create_loss
 from raysegment.postprocess import PostprocessConfig
-from raysegment.train.loop import PatientStats, validate
+from raysegment.train.loop import EpochStats, PatientStats, validate
 
 
 class ListShard:
@@ -115,3 +116,40 @@ def test_mirror_validation_judges_the_averaged_prediction():
     plain = validate(Shifted(), lambda logits, masks: torch.tensor(0.0), ListShard(rows), 4, torch.device("cpu"), False,
                      contextlib.nullcontext, 0, 1, 3, PostprocessConfig(), ["tumor"])
     assert plain["val_patient_dice"] != metrics["val_patient_dice"]
+
+
+def test_validation_reports_every_score_and_each_term_of_a_combined_loss():
+    rows = _volumes()
+    loss = DeepSupervisionLoss(create_loss({"bce": 0.5, "dice": 0.5}))
+    metrics = validate(Oracle(), loss, ListShard(rows), 4, torch.device("cpu"), False, contextlib.nullcontext, 0, 1, 3,
+                       PostprocessConfig(largest_component=False), ["tumor"])
+    pred = np.stack([r["image"] for r in rows]) > 0.5
+    truth = np.stack([r["mask"] for r in rows]) > 0.5
+    tp, fp, fn, tn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum(), (~pred & ~truth).sum()
+    assert metrics["val_accuracy"] == pytest.approx((tp + tn) / pred.size)
+    assert metrics["val_precision"] == pytest.approx(tp / (tp + fp))
+    assert metrics["val_recall"] == pytest.approx(tp / (tp + fn))
+    assert metrics["val_specificity"] == pytest.approx(tn / (tn + fp))
+    # BCE is a mean over pixels and every slice has as many: the example-weighted mean is the mean over all pixels.
+    logits = torch.from_numpy(np.stack([r["image"] for r in rows])) * 20 - 10
+    expected_bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(truth.astype(np.float32)))
+    assert metrics["val_loss_bce"] == pytest.approx(float(expected_bce))
+    assert metrics["val_loss"] == pytest.approx(0.5 * metrics["val_loss_bce"] + 0.5 * metrics["val_loss_dice"])
+
+
+def test_epoch_stats_weigh_each_batch_by_its_examples():
+    torch.manual_seed(0)
+    loss_fn = DeepSupervisionLoss(create_loss({"bce": 0.3, "jaccard": 0.7}))
+    stats = EpochStats(1, torch.device("cpu"), terms=["bce", "jaccard"])
+    batches = [(torch.randn(n, 1, 8, 8), (torch.rand(n, 1, 8, 8) > 0.5).float()) for n in (3, 1)]
+    for logits, masks in batches:
+        stats.add(*loss_fn.forward_with_terms(logits, masks), logits, masks)
+    out, _ = stats.summary("train")
+    logits, masks = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    assert out["train_loss_bce"] == pytest.approx(float(torch.nn.functional.binary_cross_entropy_with_logits(logits, masks)))
+    jaccard = [float(create_loss("jaccard")(lo, m)) for lo, m in batches]
+    assert out["train_loss_jaccard"] == pytest.approx((3 * jaccard[0] + jaccard[1]) / 4)
+    assert out["train_loss"] == pytest.approx(0.3 * out["train_loss_bce"] + 0.7 * out["train_loss_jaccard"])
+    pred, truth = logits > 0, masks > 0.5
+    assert out["train_accuracy"] == pytest.approx(float((pred == truth).float().mean()))
+    assert out["train_precision"] == pytest.approx(float((pred & truth).sum() / pred.sum()))

@@ -27,3 +27,12 @@ def tiny_lgg(tmp_path_factory) -> dict:
     ingest("lgg", str(root / "data"), str(root / "manifest.parquet"))
     (root / "base_train.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
     return {"root": root, "manifest": str(root / "manifest.parquet"), "train_yaml": str(root / "base_train.yaml")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_key_home(tmp_path_factory):
+    """Searches sign their state with a key file in a temporary config folder, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+        patch.delenv("RAYSEGMENT_STATE_KEY", raising=False)
+        yield

@@ -1,11 +1,15 @@
 """A real 2-trial Optuna (TPE) + ASHA search of tiny U-Nets on CPU, interrupted after its first
-finished trial and resumed through the CLI; then its tables, the Optuna study that drove it, the
-best model, best config and figures. One search serves every test here: trials are what cost."""
+finished trial and resumed through the CLI; then its signed state (and a tampered copy refused),
+its tables, the Optuna study that drove it, the best model, best config and figures. One search
+serves every test here: trials are what cost."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import pickle
+import shutil
 import signal
 from types import SimpleNamespace
 
@@ -94,6 +98,45 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(experiment
         again = pd.read_parquet(experiment["exp"] / "trials" / name / "history.parquet")
         pd.testing.assert_frame_equal(again, history)
     assert "ranking" in experiment["cli"].output and "best trial" in experiment["cli"].output
+
+
+def test_the_resumed_search_signed_its_state_and_would_resume_again(experiment):
+    from raysegment.tune.trust import SIGNATURE_FILE, verify_state
+
+    exp = experiment["exp"]
+    signed = json.loads((exp / SIGNATURE_FILE).read_text())["files"]
+    # the state Tune unpickles on restore, from both sessions: the resume ran on signed state
+    assert {"tuner.pkl"} < set(signed) and sum(name.startswith("experiment_state-") for name in signed) == 2
+    assert any(name.startswith("searcher-state-") for name in signed)
+    verify_state(str(exp), str(exp / TUNE_DIR))
+
+
+class MakeDir:
+    """Unpickled, it creates a folder: what a planted pickle could do on the driver."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+@pytest.mark.parametrize("tamper", ["tuner.pkl", "signature"])
+def test_resume_refuses_state_not_written_by_raysegment(experiment, tmp_path, tamper):
+    from raysegment.tune.trust import SIGNATURE_FILE
+
+    exp, marker = tmp_path / "exp", tmp_path / "code_ran"
+    shutil.copytree(experiment["exp"] / TUNE_DIR, exp / TUNE_DIR)
+    shutil.copy(experiment["exp"] / SIGNATURE_FILE, exp / SIGNATURE_FILE)
+    if tamper == "tuner.pkl":
+        (exp / TUNE_DIR / "tuner.pkl").write_bytes(pickle.dumps(MakeDir(marker)))
+        expected = f"{exp / TUNE_DIR / 'tuner.pkl'}: changed since raysegment signed it"
+    else:
+        (exp / SIGNATURE_FILE).unlink()
+        expected = f"{exp / SIGNATURE_FILE}: missing"
+    result = CliRunner().invoke(app, ["tune", "--job", experiment["job"], "--out", str(exp)])
+    assert result.exit_code == 2 and expected in result.output and "refusing to resume" in result.output
+    assert not marker.exists() and not (exp / "trials").exists()  # nothing unpickled, no trial started
 
 
 def test_trials_table_matches_the_runs(experiment):

@@ -1,0 +1,59 @@
+"""What arrived in an archive: every case an importer finds, with a fingerprint of its files.
+
+A case's fingerprint hashes the size and modification time of each of its files (on S3 the
+LastModified that every upload renews), all taken from one recursive listing of the archive: no
+scan is opened to decide whether it is new, so finding tonight's cases among many nights' worth of
+processed ones costs one listing and one read of the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import pyarrow.fs as pafs
+
+from raysegment import manifest as mf
+from raysegment import storage
+from raysegment.errors import RaySegmentError
+
+
+def file_stats(root: str) -> dict[str, tuple[int, int]]:
+    """``{uri: (size, mtime in ns)}`` of every file below ``root``."""
+    root = storage.normalize(root)
+    fs, path = storage.filesystem(root)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise RaySegmentError(f"{root}: cannot list the archive ({' '.join(str(exc).split())[:200]})") from exc
+    prefix = "s3://" if storage.is_s3(root) else ""
+    return {f"{prefix}{i.path}": (i.size, i.mtime_ns or 0) for i in infos if i.type == pafs.FileType.File}
+
+
+def fingerprint(uris: list[str], stats: dict[str, tuple[int, int]]) -> str:
+    """A digest of the files' sizes and modification times; a file missing from ``stats`` counts as absent."""
+    digest = hashlib.sha256()
+    for uri in sorted(uris):
+        size, mtime = stats.get(storage.normalize(uri), (-1, -1))
+        digest.update(f"{uri}\0{size}\0{mtime}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def discover(archive: str, kind: str) -> pd.DataFrame:
+    """Manifest rows (split ``unlabeled``, sorted by case id) of every case in ``archive``, plus a ``fingerprint`` column.
+
+    Masks found in the archive are kept, so inference reports metrics for those cases.
+
+    Raises:
+        RaySegmentError: the archive holds no case of this kind.
+    """
+    from raysegment.ingest import IMPORTERS
+
+    found = IMPORTERS.get(kind)(archive)
+    if not found.rows:
+        raise RaySegmentError(f"{archive}: no {kind} scans found ({'; '.join(found.problems[:3]) or 'empty prefix'})")
+    stats = file_stats(archive)
+    rows = [{**{k: v for k, v in row.items() if k != "fixed_split"}, "split": "unlabeled"} for row in found.rows]
+    table = mf.to_table(pd.DataFrame(rows).sort_values("case_id", ignore_index=True)).to_pandas()
+    files = [list(images) + ([mask] if isinstance(mask, str) else []) for images, mask in zip(table["image_uris"], table["mask_uri"])]
+    return table.assign(fingerprint=[fingerprint(f, stats) for f in files])
