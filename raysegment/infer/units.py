@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from raysegment.manifest import expected_slices
+
 #: What decoding a case needs from its manifest row.
 CASE_COLUMNS = ["case_id", "level", "image_uris", "channels", "mask_uri", "slice_index", "num_slices", "format"]
 
@@ -46,8 +48,7 @@ def units_per_call(units: pd.DataFrame, batch_size: int) -> int:
 
 
 def _slices(case: dict[str, Any]) -> int:
-    count = case.get("num_slices")
-    return int(count) if case.get("level") == "volume" and count is not None and not pd.isna(count) else 1
+    return expected_slices(case) or 1
 
 
 def _plain(value: Any) -> Any:
