@@ -146,8 +146,8 @@ def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTask
     Ray Data restarts a dead actor and retries its tasks without end by default, so one case that
     kills its worker (out of memory, a crash in a decoder or the model, or a hang the watchdog
     ended) would hold the run until its deadline. Here a block whose worker died is dropped
-    instead; the first pass retries nothing, as a block of many units does not say which one
-    killed it. Its cases then run again each alone, ``case_retries`` times in all, so only the case
+    instead, after one retry (a block of many units does not say which one killed it). Its cases
+    then run again each alone, ``case_retries`` times in all, so only the case
     that kills its worker is lost, and then as an error row.
     """
     results: list[dict[str, Any]] = []
@@ -158,7 +158,7 @@ def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTask
             if on_case is not None:
                 on_case(row, len(manifest))
 
-    tries = 1 + config.case_retries
+    tries = 1 + _FIRST_PASS_RETRIES + config.case_retries
     try:
         collect(_pipeline(config, plan, manifest, io))
         lost = _missing(manifest, results)
@@ -171,6 +171,12 @@ def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTask
                                                               "in a decoder or the model, or a hang; the Ray worker logs say which)")
 
 
+# One retry in the first pass: a transient worker loss costs no case, a poison case costs one more
+# try before its block is dropped. Not 0: Ray Data tasks with ``max_retries=0`` ran at half the speed
+# (LGG slices at 32 px, 9.7 against 20 slices/s, benchmarks/infer_throughput.py, 2026-12-02).
+_FIRST_PASS_RETRIES = 1
+
+
 def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks, alone: list[str] | None = None):
     """The dataset of one pass: every unit of ``manifest``, or only the units of the cases ``alone``, one per block."""
     import ray
@@ -180,7 +186,7 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTas
     # One block per predictor call's worth of units: decode tasks then run in parallel and stream.
     units = group_units(manifest if alone is None else manifest[manifest["case_id"].isin(alone)])
     per_call = 1 if alone else units_per_call(units, config.batch_size)
-    retries = config.case_retries - 1 if alone else 0
+    retries = config.case_retries - 1 if alone else _FIRST_PASS_RETRIES
     rows = units[["unit", "cases"]]
     ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
     env = task_runtime_env()

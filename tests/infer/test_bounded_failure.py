@@ -49,7 +49,7 @@ def test_a_case_that_kills_its_predictor_becomes_an_error_row_and_the_night_comp
 
     errors = storage.read_table(f"{out}/errors.parquet").to_pandas()
     assert list(errors["case_id"]) == ["exits"] and list(errors["stage"]) == ["worker"]
-    assert "died or ran past the per-case timeout (1800 s a stage) on each of 2 tries" in errors["error"][0]
+    assert "died or ran past the per-case timeout (1800 s a stage) on each of 3 tries" in errors["error"][0]
     assert json.loads(storage.read_bytes(f"{out}/run.json"))["failed"] == 1
     assert len(storage.list_files(f"{out}/records")) == 8
     assert not storage.exists(f"{out}/lease.json")
