@@ -273,18 +273,23 @@ def is_dir(uri: str) -> bool:
 
 def list_files(uri: str, recursive: bool = True) -> list[str]:
     """URIs of the files below ``uri``, sorted; hidden temporaries of unfinished writes are left out."""
+    return sorted(file_stats(uri, recursive))
+
+
+def file_stats(uri: str, recursive: bool = True) -> dict[str, tuple[int, int]]:
+    """``{uri: (size, modification time in ns)}`` of the files below ``uri`` (S3: LastModified), from one listing.
+
+    Hidden temporaries of unfinished writes are left out.
+    """
     uri = normalize(uri)
     fs, path = filesystem(uri)
     try:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
     except OSError as exc:
         raise _wrap(uri, exc) from exc
-    out = []
-    for info in infos:
-        if info.type != pafs.FileType.File or info.base_name.startswith(".tmp-"):
-            continue
-        out.append(f"s3://{info.path}" if is_s3(uri) else info.path)
-    return sorted(out)
+    prefix = "s3://" if is_s3(uri) else ""
+    return {f"{prefix}{info.path}": (info.size, info.mtime_ns or 0) for info in infos
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".tmp-")}
 
 
 def remove_stale_temporaries(uri: str, older_than_s: float = 3600.0) -> int:

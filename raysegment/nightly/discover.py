@@ -11,23 +11,10 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
-import pyarrow.fs as pafs
 
 from raysegment import manifest as mf
 from raysegment import storage
 from raysegment.errors import RaySegmentError
-
-
-def file_stats(root: str) -> dict[str, tuple[int, int]]:
-    """``{uri: (size, mtime in ns)}`` of every file below ``root``."""
-    root = storage.normalize(root)
-    fs, path = storage.filesystem(root)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    except OSError as exc:
-        raise RaySegmentError(f"{root}: cannot list the archive ({' '.join(str(exc).split())[:200]})") from exc
-    prefix = "s3://" if storage.is_s3(root) else ""
-    return {f"{prefix}{i.path}": (i.size, i.mtime_ns or 0) for i in infos if i.type == pafs.FileType.File}
 
 
 def fingerprint(uris: list[str], stats: dict[str, tuple[int, int]]) -> str:
@@ -52,7 +39,7 @@ def discover(archive: str, kind: str) -> pd.DataFrame:
     found = IMPORTERS.get(kind)(archive)
     if not found.rows:
         raise RaySegmentError(f"{archive}: no {kind} scans found ({'; '.join(found.problems[:3]) or 'empty prefix'})")
-    stats = file_stats(archive)
+    stats = storage.file_stats(archive)
     rows = [{**{k: v for k, v in row.items() if k != "fixed_split"}, "split": "unlabeled"} for row in found.rows]
     table = mf.to_table(pd.DataFrame(rows).sort_values("case_id", ignore_index=True)).to_pandas()
     files = [list(images) + ([mask] if isinstance(mask, str) else []) for images, mask in zip(table["image_uris"], table["mask_uri"])]
