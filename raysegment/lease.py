@@ -200,7 +200,8 @@ class Lease:
             LeaseLostError: another run took the lease over (this one had expired).
         """
         document = {**self.document, "expires": _stamp(_now() + datetime.timedelta(seconds=self.document["ttl_s"]))}
-        token = self._store.replace(json.dumps(document).encode(), self._token)
+        data = json.dumps(document).encode()
+        token = self._store.replace(data, self._token) or _applied(self._store, data)
         if token is None:
             current = self._store.read()
             holder = _parse(current[0]).get("owner") if current else None
@@ -234,6 +235,16 @@ def _parse(data: bytes) -> dict[str, Any]:
         return {}
 
 
+def _applied(store: _S3Store | _LocalStore, data: bytes) -> str | None:
+    """The lease's token if it holds exactly ``data``: a conditional write the store applied but whose answer was lost.
+
+    The SDK then sends the write again and the store refuses the copy (412), though the lease is
+    this run's: without this check a run would refuse to start, or give up, on account of itself.
+    """
+    current = store.read()
+    return current[1] if current is not None and current[0] == data else None
+
+
 def refuse_if_held(out: str) -> None:
     """Raise :class:`LeaseHeldError` if a live lease guards ``out``; reads only, so a run can refuse before it starts anything.
 
@@ -257,7 +268,7 @@ def acquire(out: str, run_id: str | None = None, ttl_s: float = DEFAULT_TTL_S) -
                 "started": _stamp(started), "expires": _stamp(started + datetime.timedelta(seconds=ttl_s)), "ttl_s": ttl_s}
     data = json.dumps(document).encode()
     for _ in range(3):  # the holder may release or another taker step in between our requests
-        token = store.create(data)
+        token = store.create(data) or _applied(store, data)
         if token is not None:
             return Lease(out, document, store, token)
         current = store.read()
@@ -267,7 +278,7 @@ def acquire(out: str, run_id: str | None = None, ttl_s: float = DEFAULT_TTL_S) -
         if not _expired(held):
             raise LeaseHeldError(out, held)
         taken = {**document, "took_over_from": held.get("owner")}
-        token = store.replace(json.dumps(taken).encode(), current[1])
+        token = store.replace(json.dumps(taken).encode(), current[1]) or _applied(store, json.dumps(taken).encode())
         if token is not None:
             return Lease(out, taken, store, token)
     current = store.read()

@@ -12,6 +12,8 @@ the writer died mid-way.
 How S3 is reached (endpoint of an S3-compatible store, region, timeouts, retries) is one
 :class:`StorageConfig` (:mod:`raysegment.storage_config`), the same in the driver and every Ray
 worker. Without a configured region, each bucket's own region is asked of S3 once per process.
+Requests the functions here send again after a transient failure are counted (:func:`retry_count`,
+:mod:`raysegment.storage_retries`); a :func:`filesystem` given to Ray Data or Train retries uncounted.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pyarrow.fs as pafs
 
 from raysegment.errors import StorageError
 from raysegment.storage_config import StorageConfig, configure, current_config  # noqa: F401  (re-exported: the CLI configures storage here)
+from raysegment.storage_retries import count_retries, retry_count, retrying  # noqa: F401  (retry_count re-exported)
 
 
 class MissingObjectError(StorageError, FileNotFoundError):
@@ -113,12 +116,12 @@ def bucket_region(bucket: str, config: StorageConfig | None = None) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _s3_filesystem(config: StorageConfig, region: str) -> pafs.S3FileSystem:
+def _s3_filesystem(config: StorageConfig, region: str, attempts: int) -> pafs.S3FileSystem:
     kwargs = dict(
         region=region,
         connect_timeout=config.connect_timeout,
         request_timeout=config.request_timeout,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=config.max_attempts),
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
     )
     if config.endpoint_url:
         parsed = urlparse(config.endpoint_url if "://" in config.endpoint_url else f"https://{config.endpoint_url}")
@@ -131,7 +134,7 @@ def _s3_client(config: StorageConfig, region: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    return count_retries(boto3.client(
         "s3",
         endpoint_url=config.endpoint_url,
         region_name=region,
@@ -140,7 +143,7 @@ def _s3_client(config: StorageConfig, region: str):
             read_timeout=config.request_timeout,
             retries={"max_attempts": config.max_attempts, "mode": "standard"},
         ),
-    )
+    ))
 
 
 def s3_client(bucket: str | None = None, config: StorageConfig | None = None):
@@ -150,13 +153,24 @@ def s3_client(bucket: str | None = None, config: StorageConfig | None = None):
 
 
 def filesystem(uri: str, config: StorageConfig | None = None) -> tuple[pafs.FileSystem, str]:
-    """Resolve a URI to ``(filesystem, path inside it)``."""
+    """Resolve a URI to ``(filesystem, path inside it)``; on S3 pyarrow retries as configured, uncounted."""
+    config = config or current_config()
+    return _resolve(uri, config, config.max_attempts)
+
+
+def _resolve(uri: str, config: StorageConfig, attempts: int) -> tuple[pafs.FileSystem, str]:
     uri = normalize(uri)
     if is_s3(uri):
-        config = config or current_config()
         bucket, key = _split_s3(uri)
-        return _s3_filesystem(config, bucket_region(bucket, config)), f"{bucket}/{key}".rstrip("/")
+        return _s3_filesystem(config, bucket_region(bucket, config), attempts), f"{bucket}/{key}".rstrip("/")
     return pafs.LocalFileSystem(), uri
+
+
+def _call(uri: str, operation):
+    """``operation(filesystem, path)`` for ``uri``, pyarrow making one attempt a call: transient failures are retried, and counted, here."""
+    config = current_config()
+    fs, path = _resolve(uri, config, attempts=1)
+    return retrying(lambda: operation(fs, path), config.max_attempts)
 
 
 def _wrap(uri: str, exc: BaseException) -> StorageError:
@@ -175,13 +189,16 @@ def _wrap(uri: str, exc: BaseException) -> StorageError:
 
 def read_bytes(uri: str) -> bytes:
     """The whole content of a file or object."""
-    fs, path = filesystem(uri)
+    def read(fs: pafs.FileSystem, path: str) -> bytes:
+        # A random-access file reads the object in one GET (a stream takes one per 256 KiB, and a
+        # retry would repeat them all); nor does it gunzip ".gz" names, and readers want the file's bytes.
+        with fs.open_input_file(path) as file:
+            return file.read()
+
     try:
-        # compression=None: pyarrow would otherwise gunzip ".gz" names, and readers want the file's bytes.
-        with fs.open_input_stream(path, compression=None) as stream:
-            return stream.read()
+        return _call(uri, read)
     except (OSError, ValueError) as exc:
-        if isinstance(exc, IsADirectoryError) or (not is_s3(uri) and os.path.isdir(path)):
+        if isinstance(exc, IsADirectoryError) or (not is_s3(uri) and os.path.isdir(normalize(uri))):
             raise StorageError(f"{uri}: is a folder, not a file") from exc
         raise _wrap(uri, exc) from exc
 
@@ -256,17 +273,17 @@ def local_file(uri: str) -> Iterator[str]:
 
 
 def exists(uri: str) -> bool:
-    fs, path = filesystem(uri)
-    try:
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
-    except OSError as exc:
-        raise _wrap(uri, exc) from exc
+    return _info(uri).type != pafs.FileType.NotFound
 
 
 def is_dir(uri: str) -> bool:
-    fs, path = filesystem(uri)
+    return _info(uri).type == pafs.FileType.Directory
+
+
+def _info(uri: str, below: bool = False, recursive: bool = True):
+    """The ``FileInfo`` of ``uri``; with ``below``, the list of those under it."""
     try:
-        return fs.get_file_info(path).type == pafs.FileType.Directory
+        return _call(uri, lambda fs, path: fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True) if below else path))
     except OSError as exc:
         raise _wrap(uri, exc) from exc
 
@@ -282,11 +299,7 @@ def file_stats(uri: str, recursive: bool = True) -> dict[str, tuple[int, int]]:
     Hidden temporaries of unfinished writes are left out.
     """
     uri = normalize(uri)
-    fs, path = filesystem(uri)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=recursive, allow_not_found=True))
-    except OSError as exc:
-        raise _wrap(uri, exc) from exc
+    infos = _info(uri, below=True, recursive=recursive)
     prefix = "s3://" if is_s3(uri) else ""
     return {f"{prefix}{info.path}": (info.size, info.mtime_ns or 0) for info in infos
             if info.type == pafs.FileType.File and not info.base_name.startswith(".tmp-")}
@@ -316,20 +329,15 @@ def remove_stale_temporaries(uri: str, older_than_s: float = 3600.0) -> int:
 def list_dirs(uri: str) -> list[str]:
     """URIs of the immediate sub-folders (or S3 prefixes) of ``uri``, sorted."""
     uri = normalize(uri)
-    fs, path = filesystem(uri)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
-    except OSError as exc:
-        raise _wrap(uri, exc) from exc
+    infos = _info(uri, below=True, recursive=False)
     return sorted(f"s3://{i.path}" if is_s3(uri) else i.path for i in infos if i.type == pafs.FileType.Directory)
 
 
 def delete(uri: str) -> None:
     """Remove a file or object; nothing happens if it is not there."""
-    fs, path = filesystem(uri)
     with contextlib.suppress(FileNotFoundError):
         try:
-            fs.delete_file(path)
+            _call(uri, lambda fs, path: fs.delete_file(path))
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) or "NoSuchKey" in str(exc) or "does not exist" in str(exc):
                 return

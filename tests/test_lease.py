@@ -86,3 +86,31 @@ def test_of_simultaneous_takers_exactly_one_wins(out):
     winners = [r for r in results if isinstance(r, lease.Lease)]
     assert len(winners) == 1 and len(results) == 6
     assert all(winners[0].run_id in str(r) for r in results if not isinstance(r, lease.Lease))
+
+
+def test_a_write_applied_whose_answer_was_lost_is_still_ours(out, monkeypatch):
+    """The store applies a conditional write, the answer never arrives, the SDK's retry is refused (412):
+    the lease is this run's all the same, at start and at renewal."""
+    real = lease._store(out)
+
+    class AnswerLost:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def create(self, data):
+            real.create(data)
+            return None
+
+        def replace(self, data, token):
+            real.replace(data, token)
+            return None
+
+    monkeypatch.setattr(lease, "_store", lambda _: AnswerLost())
+    held = lease.acquire(out, run_id="mine")
+    assert held.run_id == "mine"
+    before = held.document["expires"]
+    time.sleep(0.01)
+    held.renew()
+    assert held.document["expires"] > before and json.loads(storage.read_bytes(lease.lease_uri(out)))["expires"] == held.document["expires"]
+    held.release()
+    assert not storage.exists(lease.lease_uri(out))

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from raysegment.errors import RaySegmentError, ScanReadError
-from raysegment.infer.layout import case_key, completed_record
+from raysegment.infer.layout import case_key
 from raysegment.infer.plan import Plan
 from raysegment.preprocess import apply_steps, normalise_slices, reorient, reoriented_spacing, stack_channels
 
-#: The ``image`` of a row that carries no pixels (skipped or failed): 4D like every other row of
+#: The ``image`` of a row that carries no pixels (no case could be read): 4D like every other row of
 #: a 2D model (a 3D model's rows are 5D, :func:`no_pixels`), as one tensor column needs.
 NO_PIXELS = np.zeros((0, 1, 1, 1), np.float32)
 
@@ -33,8 +33,8 @@ def unit_row(unit: str, status: str, cases: list[dict[str, Any]], image: np.ndar
 
     Args:
         unit: the unit's name, for messages.
-        status: ``ok`` (some case has slices in ``image``), ``skipped`` (every case complete) or
-            ``failed`` (no case could be read; or, set by the predictor, the model failed).
+        status: ``ok`` (some case has slices in ``image``) or ``failed`` (no case could be read;
+            or, set by the predictor, the model failed).
         cases: one entry per case, in slice order (see :func:`case_entry`).
         image: ``(S, C, h, w)`` float32: the slices of the ``ok`` cases, in order (a 3D model's
             one volume: ``(1, C, d, h, w)``).
@@ -44,29 +44,24 @@ def unit_row(unit: str, status: str, cases: list[dict[str, Any]], image: np.ndar
 
 
 def case_entry(case_id: str, status: str, stage: str = "", error: str = "", slices: int = 0,
-               meta: dict[str, Any] | None = None, record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One case of a unit: ``ok`` with its ``slices`` count and geometry ``meta``, ``skipped`` with its record, or ``failed``."""
+               meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One case of a unit: ``ok`` with its ``slices`` count and geometry ``meta``, or ``failed``."""
     return {"case_id": case_id, "key": case_key(case_id), "status": status, "stage": stage, "error": error,
-            "slices": slices, "meta": meta or {}, "record": record}
+            "slices": slices, "meta": meta or {}}
 
 
 def decode_unit(row: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     """Read, stack and preprocess the cases of one unit as the checkpoint's PreprocessConfig says.
 
-    The unit is skipped only when all of its cases are complete: otherwise it is redone whole,
-    since the post-processing of each slice needs all the others. A case that cannot be read
-    becomes a ``failed`` entry; the others go on.
+    Complete units never get here (:mod:`.skip`); a unit some of whose cases are complete is
+    redone whole, since the post-processing of each slice needs all the others. A case that
+    cannot be read becomes a ``failed`` entry; the others go on.
 
     Returns:
         One :func:`unit_row`; or one per case when the slices' preprocessed shapes differ, since
         the predictor takes one array per row (such slices are post-processed one by one anyway).
     """
     unit, cases = str(row["unit"]), json.loads(row["cases"])
-    if not plan.overwrite:
-        records = [_completed(str(c["case_id"]), plan) for c in cases]
-        if all(r is not None for r in records):
-            return [unit_row(unit, "skipped", [case_entry(str(c["case_id"]), "skipped", record=r) for c, r in zip(cases, records)],
-                             image=no_pixels(plan))]
     decoded = _normalise_unit([read_case(c, plan) for c in cases], plan)
     shapes = {image.shape[1:] for _, image in decoded if image is not None}
     parts = [decoded] if len(shapes) <= 1 else [[d] for d in decoded]
@@ -128,13 +123,6 @@ def _unit_row(unit: str, decoded: list[tuple[dict[str, Any], np.ndarray | None]]
     if not images:
         return unit_row(unit, "failed", [entry for entry, _ in decoded], image=no_pixels(plan))
     return unit_row(unit, "ok", [entry for entry, _ in decoded], image=np.concatenate(images))
-
-
-def _completed(case_id: str, plan: Plan) -> dict[str, Any] | None:
-    try:
-        return completed_record(plan.out, case_id, plan.model_id)
-    except RaySegmentError:
-        return None  # unreachable storage: decoding the case will say so against its file
 
 
 def _read(row: dict[str, Any], uris: list[str], plan: Plan) -> tuple[list[np.ndarray], dict[str, Any]]:

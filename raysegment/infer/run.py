@@ -15,11 +15,12 @@ on the same output refuses at once; it resolves a model repository's alias once
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,7 +32,9 @@ from raysegment.errors import ConfigError
 from raysegment.infer.config import InferConfig
 from raysegment.infer.decode import decode_unit
 from raysegment.infer.plan import Plan
-from raysegment.infer.predictor import Predictor
+from raysegment.infer.retries import COLUMN as RETRIES
+from raysegment.infer.retries import CountedPredictor, counted
+from raysegment.infer.skip import split_complete
 from raysegment.infer.units import group_units, units_per_call
 from raysegment.infer.watchdog import bounded
 from raysegment.infer.write import overlay_cases, write_unit
@@ -53,7 +56,9 @@ class InferenceResult:
         seconds: wall time of the pipeline.
         metrics: one row per case and class (``metrics.parquet``).
         errors: one row per failed case (``errors.parquet``).
-        run: the ``run.json`` document.
+        run: the ``run.json`` document; its ``s3_retries`` counts the S3 requests sent again after a
+            transient failure, by the driver (until the summaries are written) and the workers.
+        worker_s3_retries: the workers' part of them.
     """
 
     cases: int
@@ -65,6 +70,7 @@ class InferenceResult:
     metrics: pd.DataFrame
     errors: pd.DataFrame
     run: dict[str, Any]
+    worker_s3_retries: int = 0
 
     @property
     def slices_per_second(self) -> float:
@@ -109,7 +115,7 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
     from raysegment.runtime import init_ray
     from raysegment.train.export import resolve_model
 
-    started, run_id = _now(), uuid.uuid4().hex[:12]
+    started, run_id, retries_from = _now(), uuid.uuid4().hex[:12], storage.retry_count()
     # Once, here: actors restarted mid-run load this immutable version, whatever the alias says by then.
     version = resolve(config.model)
     config = config.model_copy(update={"model": version.uri if version else resolve_model(config.model)})  # a run folder or epoch checkpoint too
@@ -136,12 +142,13 @@ def run_inference(config: InferConfig, on_case: Callable[[dict[str, Any], int], 
         results = _segment(config, plan, manifest, io, on_case)
         seconds = time.perf_counter() - clock
         held.check()  # another run took the output over: its summaries must not be overwritten
-        facts = {"run_id": run_id, "started": started, "version": version.to_dict() if version else None}
+        facts = {"run_id": run_id, "started": started, "version": version.to_dict() if version else None, "retries_from": retries_from}
         return _finish(config, plan, results, seconds, facts)
 
 
 def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks, on_case) -> list[dict[str, Any]]:
-    """One result row per case: a pass over every unit, then one over the units a dead worker held, each alone.
+    """One result row per case: the complete units settled first (:mod:`.skip`), a pass over the
+    others, then one over the units a dead worker held, each alone.
 
     Ray Data restarts a dead actor and retries its tasks without end by default, so one case that
     kills its worker (out of memory, a crash in a decoder or the model, or a hang the watchdog
@@ -152,18 +159,23 @@ def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTask
     """
     results: list[dict[str, Any]] = []
 
-    def collect(ds) -> None:
-        for row in ds.iter_rows():
+    def collect(rows) -> None:
+        for row in rows:
             results.append(row)
             if on_case is not None:
                 on_case(row, len(manifest))
 
     tries = 1 + _FIRST_PASS_RETRIES + config.case_retries
+    units, skipped = split_complete(group_units(manifest), plan, io.cpus, io.limit or _VERIFY_TASKS)
+    collect(skipped)
+    if units.empty:  # nothing new, or a re-run of a finished output: no predictor need start (seconds each)
+        return results
     try:
-        collect(_pipeline(config, plan, manifest, io))
+        overlays = overlay_cases(manifest, config.overlays)
+        collect(_rows(_pipeline(config, plan, units, io, overlays)))
         lost = _missing(manifest, results)
         if lost and config.case_retries:
-            collect(_pipeline(config, plan, manifest, io, alone=lost))
+            collect(_rows(_pipeline(config, plan, units, io, overlays, alone=lost)))
     except Exception as exc:  # noqa: BLE001 - Ray Data gave up (actors dying as they load the model): the cases left still get error rows
         return results + _lost_cases(manifest, results, "pipeline", f"the pipeline stopped ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})")
     hung = f" or ran past the per-case timeout ({config.case_timeout_s:g} s a stage)" if config.case_timeout_s else ""
@@ -171,24 +183,46 @@ def _segment(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTask
                                                               "in a decoder or the model, or a hang; the Ray worker logs say which)")
 
 
+def _rows(ds) -> Iterator[dict[str, Any]]:
+    """The result rows of one pass; then the pass's restarted predictors are let go.
+
+    Ray Data ends a pass's predictors when it finishes, except one that died and is being restarted:
+    that one lives until the pass's executor is garbage-collected, holding its CPUs (or GPU), and
+    the next pass or run of this process may wait minutes for them (Ray 2.60: after a poison case,
+    the pass of its units alone waited 4.5 minutes on 2 CPUs).
+    """
+    yield from ds.iter_rows()
+    gc.collect()
+
+
+#: Verification tasks of a re-run on a cluster (a local instance runs as many as it decodes at once).
+_VERIFY_TASKS = 16
+
 # One retry in the first pass: a transient worker loss costs no case, a poison case costs one more
 # try before its block is dropped. Not 0: Ray Data tasks with ``max_retries=0`` ran at half the speed
 # (LGG slices at 32 px, 9.7 against 20 slices/s, benchmarks/infer_throughput.py, 2026-12-02).
 _FIRST_PASS_RETRIES = 1
 
 
-def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTasks, alone: list[str] | None = None):
-    """The dataset of one pass: every unit of ``manifest``, or only the units of the cases ``alone``, one per block."""
+def _pipeline(config: InferConfig, plan: Plan, units: pd.DataFrame, io: IoTasks, overlays: frozenset[str],
+              alone: list[str] | None = None):
+    """The dataset of one pass: every one of ``units``, or only the units of the cases ``alone``, one per block.
+
+    ``overlays``: the cases to draw (:func:`overlay_cases`, chosen from the whole manifest).
+    """
     import ray
 
     # The driver has read and validated the manifest already (fail fast, unique case ids, --limit);
     # it is small next to the scans, so Ray Data starts from it rather than listing the file again.
     # One block per predictor call's worth of units: decode tasks then run in parallel and stream.
-    units = group_units(manifest if alone is None else manifest[manifest["case_id"].isin(alone)])
+    if alone is not None:
+        lost = set(alone)
+        units = units[[any(str(c["case_id"]) in lost for c in json.loads(cases)) for cases in units["cases"]]]
     per_call = 1 if alone else units_per_call(units, config.batch_size)
     retries = config.case_retries - 1 if alone else _FIRST_PASS_RETRIES
     rows = units[["unit", "cases"]]
-    ds = ray.data.from_pandas([rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)] or [rows])
+    blocks = [rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)]
+    ds = ray.data.from_pandas(blocks)
     env = task_runtime_env()
     pool = ray.data.TaskPoolStrategy(size=io.limit)
     with warnings.catch_warnings():
@@ -196,14 +230,16 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTas
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
         # GPU) predictor actors.
-        ds = ds.flat_map(partial(bounded, decode_unit), fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env,
+        ds = ds.flat_map(partial(counted, partial(bounded, decode_unit)), fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env,
                          max_retries=retries)
         ds = ds.map_batches(
-            Predictor,
+            CountedPredictor,
             fn_constructor_kwargs={"plan": plan},
             batch_size=per_call,
-            # One unit at a time per actor when alone: a unit that kills its actor takes no other down with it.
-            compute=ray.data.ActorPoolStrategy(size=min(config.workers, len(rows)) if alone else config.workers,
+            # No more predictors than blocks: each is a process that imports torch and loads the model
+            # (seconds) before it can take one. One unit at a time per actor when alone: a unit that
+            # kills its actor takes no other down with it.
+            compute=ray.data.ActorPoolStrategy(size=min(config.workers, len(blocks)),
                                                max_tasks_in_flight_per_actor=1 if alone else None),
             num_cpus=config.cpus_per_worker,
             num_gpus=config.gpus_per_worker or None,
@@ -211,7 +247,7 @@ def _pipeline(config: InferConfig, plan: Plan, manifest: pd.DataFrame, io: IoTas
             max_restarts=-1,
             max_task_retries=retries,
         )
-        ds = ds.flat_map(partial(bounded, write_unit), fn_kwargs={"plan": plan, "overlays": overlay_cases(manifest, config.overlays)},
+        ds = ds.flat_map(partial(counted, partial(bounded, write_unit)), fn_kwargs={"plan": plan, "overlays": overlays},
                          compute=pool, num_cpus=io.cpus, runtime_env=env, max_retries=retries)
     ds.context.max_errored_blocks = -1  # a block whose worker died is dropped: its cases come out missing, and go again alone
     return ds
@@ -274,6 +310,7 @@ def _lost_cases(manifest: pd.DataFrame, results: list[dict], stage: str, reason:
 def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float, facts: dict[str, Any]) -> InferenceResult:
     counts = {s: sum(r["status"] == s for r in results) for s in ("done", "skipped", "failed")}
     slices = sum(int(r["slices"]) for r in results)
+    worker_retries = sum(int(r.get(RETRIES, 0)) for r in results)  # rows the driver made for lost cases carry none
     errors = pd.DataFrame([{k: r[k] for k in ERROR_COLUMNS} for r in results if r["status"] == "failed"], columns=ERROR_COLUMNS)
     errors = errors.sort_values("case_id", ignore_index=True)
     metrics = metrics_table([json.loads(r["record"]) for r in results if r["record"]])
@@ -283,6 +320,7 @@ def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float
         "slices": slices,
         "seconds": round(seconds, 3),
         "slices_per_second": round(slices / seconds, 3) if seconds > 0 else 0.0,
+        "s3_retries": storage.retry_count() - facts["retries_from"] + worker_retries,
         "run_id": facts["run_id"],
         "model": {"uri": plan.model_uri, "id": plan.model_id, "classes": list(plan.class_names), "version": facts["version"]},
         "postprocess": plan.postprocess,
@@ -293,7 +331,8 @@ def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float
     storage.write_table(storage.join(config.out, "errors.parquet"), _arrow(errors, {c: "string" for c in ERROR_COLUMNS}))
     storage.write_table(storage.join(config.out, "metrics.parquet"), _arrow(metrics))
     storage.write_bytes(storage.join(config.out, "run.json"), json.dumps(run, indent=2).encode())
-    return InferenceResult(len(results), counts["done"], counts["skipped"], counts["failed"], slices, seconds, metrics, errors, run)
+    return InferenceResult(len(results), counts["done"], counts["skipped"], counts["failed"], slices, seconds, metrics, errors, run,
+                           worker_s3_retries=worker_retries)
 
 
 def metrics_table(records: list[dict[str, Any]]) -> pd.DataFrame:

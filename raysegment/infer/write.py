@@ -2,7 +2,7 @@
 
 A unit's cases are post-processed together (a patient's slices as one volume, see
 :func:`raysegment.infer.postprocess.postprocess_unit`) and then finished one by one: each ends as
-its own ``done``, ``skipped`` or ``failed`` result row. A record is written last and only after
+its own ``done`` or ``failed`` result row. A record is written last and only after
 every file it names is complete, so a run killed at any point leaves each case either complete or
 redoable (see :mod:`raysegment.infer.layout`). The cases :func:`overlay_cases` picks also get
 ``OUT/overlays/<key>.png``, their image and predicted mask, named in the record as ``overlay``.
@@ -43,8 +43,8 @@ def write_unit(row: dict[str, Any], plan: Plan, overlays: frozenset[str] = froze
 
     Returns:
         One small result row per case, in the unit's order: ``case_id``, ``key``, ``status``
-        (``done``, ``skipped``, ``failed``), ``stage``, ``error``, ``slices``, ``record`` (JSON,
-        empty for failures).
+        (``done`` or ``failed``; :mod:`.skip` makes the ``skipped`` ones), ``stage``, ``error``,
+        ``slices``, ``record`` (JSON, empty for failures).
     """
     entries = json.loads(row["meta"])["cases"]
     results = [_settled(entry, row) for entry in entries]
@@ -72,13 +72,11 @@ def write_unit(row: dict[str, Any], plan: Plan, overlays: frozenset[str] = froze
 
 
 def _settled(entry: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
-    """The result of a case that gets no mask (skipped, unreadable, or its unit failed in the model); None for the others."""
-    if entry["status"] == "skipped":
-        return _result(entry, "skipped", record=entry["record"])
+    """The result of a case that gets no mask (unreadable, or its unit failed in the model); None for the others."""
     if entry["status"] != "ok":
-        return _result(entry, "failed", entry["stage"], entry["error"])
+        return result_row(entry, "failed", entry["stage"], entry["error"])
     if row["status"] != "ok":
-        return _result(entry, "failed", str(row["stage"]), str(row["error"]))
+        return result_row(entry, "failed", str(row["stage"]), str(row["error"]))
     return None
 
 
@@ -98,18 +96,19 @@ def _write_case(entry: dict[str, Any], mask: np.ndarray, prob: np.ndarray, secon
         layout.write_record(plan.out, key, record)
     except Exception as exc:  # noqa: BLE001 - one bad case must not end the run
         return _failure(entry, stage, exc, plan)
-    return _result(entry, "done", record=record)
+    return result_row(entry, "done", record=record)
 
 
 def _failure(entry: dict[str, Any], stage: str, exc: Exception, plan: Plan) -> dict[str, Any]:
     """A failed result whose one-line error names the file it is about."""
     if isinstance(exc, RaySegmentError):
-        return _result(entry, "failed", stage, str(exc))
+        return result_row(entry, "failed", stage, str(exc))
     where = entry["meta"].get("mask_uri") if stage == "metrics" else storage.join(plan.out, "masks", entry["key"])
-    return _result(entry, "failed", stage, f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+    return result_row(entry, "failed", stage, f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
 
-def _result(entry: dict[str, Any], status: str, stage: str = "", error: str = "", record: dict | None = None) -> dict[str, Any]:
+def result_row(entry: dict[str, Any], status: str, stage: str = "", error: str = "", record: dict | None = None) -> dict[str, Any]:
+    """The result row of one case (``entry``: its ``case_id`` and ``key``) as a run collects it."""
     slices = int(record.get("slices", 0)) if record and status == "done" else 0
     return {"case_id": str(entry["case_id"]), "key": str(entry["key"]), "status": status, "stage": stage,
             "error": error, "slices": slices, "record": json.dumps(record) if record else ""}

@@ -7,23 +7,28 @@ from torch import nn
 
 from raysegment.errors import ConfigError
 
+#: Normalisations a block can put after its convolution: BatchNorm (the default), InstanceNorm
+#: (nnU-Net's choice for small batches), or none (Ronneberger et al.'s original U-Net).
+NORMS = {"batch": nn.BatchNorm2d, "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True), "none": None}
+
 
 class ConvBNReLU(nn.Sequential):
-    """3x3 convolution (no bias: BatchNorm has one) -> BatchNorm -> ReLU, size preserving."""
+    """3x3 convolution -> normalisation (BatchNorm by default, :data:`NORMS`) -> ReLU, size preserving."""
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch"):
+        if norm not in NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        layers = [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=norm == "none")]  # a norm has its own bias
+        if NORMS[norm] is not None:
+            layers.append(NORMS[norm](out_channels))
+        super().__init__(*layers, nn.ReLU(inplace=True))
 
 
 class DoubleConv(nn.Sequential):
     """The U-Net unit: two :class:`ConvBNReLU` in a row."""
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(ConvBNReLU(in_channels, out_channels), ConvBNReLU(out_channels, out_channels))
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch"):
+        super().__init__(ConvBNReLU(in_channels, out_channels, norm), ConvBNReLU(out_channels, out_channels, norm))
 
 
 def up_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:

@@ -16,6 +16,7 @@ whose ``model.json`` is readable always holds the matching weights.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ from raysegment.models.factory import MODELS, create_model, without_pretrained
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.pt"
 SPEC_FILE = "model.json"
-_RESERVED_KEYS = ("format_version", "model")
+_RESERVED_KEYS = ("format_version", "model", "weights_sha256")
 
 
 class CheckpointError(RaySegmentError):
@@ -88,14 +89,17 @@ def save_model(uri: str, model: nn.Module, spec: ModelSpec, **metadata: Any) -> 
     clash = [key for key in metadata if key in _RESERVED_KEYS]
     if clash:
         raise CheckpointError(uri, f"metadata keys {clash} are reserved")
-    document = {"format_version": FORMAT_VERSION, "model": spec.to_dict(), **metadata}
+    state = {key: value.detach().cpu() for key, value in strip_wrapper_prefixes(model.state_dict()).items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    # In model.json, so whatever identifies a model by its metadata (inference's model id, which
+    # decides what a re-run skips) tells a retrained model saved at the same place from the old one.
+    document = {"format_version": FORMAT_VERSION, "model": spec.to_dict(), "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+                **metadata}
     try:
         text = json.dumps(document, indent=2)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(uri, f"metadata is not JSON-serialisable ({exc})") from exc
-    state = {key: value.detach().cpu() for key, value in strip_wrapper_prefixes(model.state_dict()).items()}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
     storage.delete(storage.join(uri, SPEC_FILE))
     storage.write_bytes(storage.join(uri, WEIGHTS_FILE), buffer.getvalue())
     storage.write_bytes(storage.join(uri, SPEC_FILE), text.encode())

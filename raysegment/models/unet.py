@@ -14,7 +14,7 @@ brain MRI: four times cheaper than 64 for no loss of Dice on LGG (Buda et al.).
 any smp/timm encoder name (``resnet34``, ``vgg16``, ``efficientnet-b0``, ``tu-<timm name>``)
 gives smp's U-Net decoder on that encoder instead, with ``encoder_weights`` (``imagenet`` by
 default), ``freeze_encoder_stages`` and smp's own options, as ``smp-Unet`` takes them
-(:mod:`raysegment.models.smp_models`); ``base_channels`` and ``depth`` belong to this network alone.
+(:mod:`raysegment.models.smp_models`); ``base_channels``, ``depth`` and ``norm`` belong to this network alone.
 """
 
 from __future__ import annotations
@@ -32,23 +32,24 @@ from raysegment.models.smp_models import build_with_encoder
 class UNet(nn.Module):
     """Classic U-Net: double 3x3 conv + BatchNorm + ReLU, max-pool down, transposed-conv up.
 
-    ``depth`` down-samplings, ``base_channels * 2**level`` channels at each level.
+    ``depth`` down-samplings, ``base_channels * 2**level`` channels at each level; ``norm``
+    ``"none"`` drops the BatchNorm, as Ronneberger et al.'s U-Net had none (``"instance"``: nnU-Net's).
 
     Shape:
         input ``(N, in_channels, H, W)`` with H and W divisible by ``2**depth``;
         output ``(N, classes, H, W)`` logits.
     """
 
-    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 32, depth: int = 4):
+    def __init__(self, in_channels: int = 3, classes: int = 1, base_channels: int = 32, depth: int = 4, norm: str = "batch"):
         super().__init__()
         chs = widths(base_channels, depth)
         self.depth = depth
-        self.encoder = nn.ModuleList([DoubleConv(in_channels, chs[0])])
-        self.encoder.extend(DoubleConv(chs[level - 1], chs[level]) for level in range(1, depth + 1))
+        self.encoder = nn.ModuleList([DoubleConv(in_channels, chs[0], norm)])
+        self.encoder.extend(DoubleConv(chs[level - 1], chs[level], norm) for level in range(1, depth + 1))
         self.pool = nn.MaxPool2d(2)
         # decoder modules are stored deepest first, the order in which forward uses them
         self.up = nn.ModuleList(up_conv(chs[level + 1], chs[level]) for level in reversed(range(depth)))
-        self.decoder = nn.ModuleList(DoubleConv(2 * chs[level], chs[level]) for level in reversed(range(depth)))
+        self.decoder = nn.ModuleList(DoubleConv(2 * chs[level], chs[level], norm) for level in reversed(range(depth)))
         self.head = nn.Conv2d(chs[0], classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,11 +70,12 @@ def unet(
     classes: int = 1,
     base_channels: int = 32,
     depth: int = 4,
+    norm: str = "batch",
     encoder: str | None = None,
     encoder_weights: str | None = "imagenet",
     freeze_encoder_stages: int = 0,
     **options: Any,
 ) -> nn.Module:
-    """Classic U-Net (base_channels, depth), or smp's U-Net decoder on any smp/timm encoder."""
-    return build_with_encoder("unet", "Unet", UNet, in_channels, classes, encoder, base_channels=base_channels, depth=depth,
+    """Classic U-Net (base_channels, depth, norm), or smp's U-Net decoder on any smp/timm encoder."""
+    return build_with_encoder("unet", "Unet", UNet, in_channels, classes, encoder, base_channels=base_channels, depth=depth, norm=norm,
                               encoder_weights=encoder_weights, freeze_encoder_stages=freeze_encoder_stages, **options)

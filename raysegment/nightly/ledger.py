@@ -49,8 +49,15 @@ def pending(found: pd.DataFrame, ledger: pd.DataFrame, version: str, retry_faile
 
 
 def record(root: str, ledger: pd.DataFrame, night: pd.DataFrame) -> pd.DataFrame:
-    """``ledger`` with the night's rows (replacing earlier rows of the same case and version), written back; returns it."""
+    """``ledger`` with the night's rows, written back; returns it.
+
+    A night's row replaces the ledger's row of the same case and version, unless that one is from a
+    later night: re-running an earlier night (to finish it) must not undo what a later night
+    recorded, such as a scan re-uploaded since.
+    """
     merged = pd.concat([ledger, night[list(LEDGER_COLUMNS)]], ignore_index=True) if len(ledger) else night[list(LEDGER_COLUMNS)]
-    merged = merged.drop_duplicates(["case_id", "model_version"], keep="last").sort_values(["model_version", "case_id"], ignore_index=True)
+    # A stable sort by night: of two rows of the same night, the one recorded now comes last and wins.
+    merged = merged.sort_values("date", kind="stable").drop_duplicates(["case_id", "model_version"], keep="last")
+    merged = merged.sort_values(["model_version", "case_id"], ignore_index=True)
     storage.write_table(ledger_uri(root), pa.Table.from_pandas(merged, schema=_SCHEMA, preserve_index=False))
     return merged

@@ -1,8 +1,9 @@
 """The night report: ``night.json`` for machines, ``report.md`` (with ``report.png``) for people.
 
-It holds counts, throughput and the model version, and the distributions a reader checks a night
-by: the segmented volumes per class and, for cases that came with ground truth, their Dice. Case ids
-appear only in the error list, as in ``errors.parquet``; no header of any scan is copied.
+It holds counts, throughput, the S3 requests retried and the model version, and the distributions a
+reader checks a night by: the segmented volumes per class and, for cases that came with ground
+truth, their Dice. Case ids appear only in the error list, as in ``errors.parquet``; no header of
+any scan is copied.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _markdown(summary: dict[str, Any], errors: pd.DataFrame, with_figure: bool) 
     rows = [("archive", f"`{summary['archive']}` ({summary['kind']})"), ("model", f"`{summary['model']['requested']}`"),
             ("model version", f"`{summary['model']['version']}`"), ("cases in the archive", summary["found"]),
             ("new tonight", summary["new"]), ("done", summary["done"]), ("skipped (done by an earlier attempt)", summary["skipped"]),
-            ("failed", summary["failed"]), ("seconds", summary["seconds"]), ("cases/s", summary["cases_per_second"])]
+            ("failed", summary["failed"]), ("seconds", summary["seconds"]), ("cases/s", summary["cases_per_second"]),
+            ("S3 retries (requests sent again after throttling, a 5xx or a dropped connection)", summary["s3_retries"])]
     lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), ""]
     if summary["distributions"]:
         lines += ["## Distributions", "", "| class | figure | n | mean | p5 | p25 | median | p75 | p95 |", "|---|---|---|---|---|---|---|---|---|"]

@@ -29,6 +29,8 @@ class NightResult:
         folder: the night's output folder (``OUT/date=YYYY-MM-DD``).
         new: cases the night set out to process (0: no new scans, a success).
         done, skipped, failed: their outcome (skipped: completed by an earlier attempt at this night).
+        s3_retries: S3 requests sent again after a transient failure, by the driver until the report
+            and by the inference workers.
     """
 
     folder: str
@@ -40,6 +42,7 @@ class NightResult:
     skipped: int = 0
     failed: int = 0
     seconds: float = 0.0
+    s3_retries: int = 0
     errors: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -67,6 +70,7 @@ def run_night(config: NightlyConfig, date: str | None = None, on_case: Callable[
     from raysegment.lease import hold
 
     date = fill_date("{date}", date)
+    retries_from, worker_retries = storage.retry_count(), 0
     folder = storage.join(config.out, f"date={date}")
     started = time.perf_counter()
     with hold(config.out, run_id=f"nightly-{date}"):  # the ledger has one writer
@@ -74,15 +78,17 @@ def run_night(config: NightlyConfig, date: str | None = None, on_case: Callable[
         manifest_uri = storage.join(folder, "manifest.parquet")
         book = ledger.read_ledger(config.out)
         if storage.exists(manifest_uri):
-            night = storage.read_table(manifest_uri).to_pandas()
-            found = len(night)
+            table = storage.read_table(manifest_uri)
+            night, found = table.to_pandas(), int((table.schema.metadata or {}).get(_FOUND, len(table)))
         else:
             everything = discover(config.archive, config.kind)
             found = len(everything)
             night = ledger.pending(everything, book, model.version, config.retry_failed)
-            # The fingerprints ride in the night's manifest (an extra column readers ignore), so a
-            # re-run records exactly what the night was started on.
-            mf.write_manifest(mf.to_table(night).append_column("fingerprint", _strings(night["fingerprint"])), manifest_uri)
+            # The fingerprints and the archive's case count ride in the night's manifest (a column
+            # and a schema field that readers ignore), so a re-run records and reports exactly what
+            # the night was started on.
+            table = mf.to_table(night).append_column("fingerprint", _strings(night["fingerprint"]))
+            mf.write_manifest(table.replace_schema_metadata({**(table.schema.metadata or {}), _FOUND: str(found)}), manifest_uri)
         result = NightResult(folder, date, model.version, found, len(night))
         if len(night):
             run = run_inference(config.infer_config(model.uri, manifest_uri, folder), on_case=on_case, console=console)
@@ -93,13 +99,19 @@ def run_night(config: NightlyConfig, date: str | None = None, on_case: Callable[
                 error=[failed.get(c) for c in night["case_id"]])
             ledger.record(config.out, book, outcome)
             result.done, result.skipped, result.failed, result.errors = run.done, run.skipped, run.failed, run.errors
+            worker_retries = run.worker_s3_retries  # the driver's part is this process's own count
             metrics = run.metrics
         else:
             metrics = pd.DataFrame()
         result.seconds = round(time.perf_counter() - started, 3)
+        result.s3_retries = storage.retry_count() - retries_from + worker_retries
         result.summary = _summary(config, result, model)
         write_report(folder, result.summary, metrics, result.errors)
     return result
+
+
+#: The night manifest's schema field holding how many cases the archive held when the night started.
+_FOUND = b"raysegment.nightly.found"
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,7 @@ def _summary(config: NightlyConfig, result: NightResult, model) -> dict[str, Any
         "failed": result.failed,
         "seconds": result.seconds,
         "cases_per_second": round((result.done + result.skipped) / result.seconds, 3) if result.seconds > 0 else 0.0,
+        "s3_retries": result.s3_retries,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "output": result.folder,
     }

@@ -1,4 +1,4 @@
-"""Config-driven, on-the-fly augmentation of 2D training batches with albumentations.
+"""Config-driven, on-the-fly augmentation of 2D training batches: albumentations, then nnU-Net's intensity transforms.
 
 It runs in Ray Data tasks over the cached training examples (:func:`augment_batch`), ahead of
 the trainer and on other CPUs than its workers', so the training loop only moves ready batches to
@@ -14,6 +14,7 @@ import json
 import numpy as np
 
 from raysegment.train.config import AugmentConfig
+from raysegment.train.intensity import intensity_transforms
 
 
 class Augmenter:
@@ -49,15 +50,25 @@ class Augmenter:
                 )
             )
         self.pipeline = A.Compose(transforms) if transforms else None
+        steps = intensity_transforms(config, dims=2)
+        if steps:
+            from monai.transforms import Compose
+
+            self.intensity = Compose(steps)
+        else:
+            self.intensity = None
 
     @property
     def active(self) -> bool:
-        return self.config.enabled and self.pipeline is not None
+        return self.config.enabled and (self.pipeline is not None or self.intensity is not None)
 
     def seed(self, *key: int) -> None:
         """Restart the random sequence at the one ``key`` (e.g. seed, epoch, rank) gives."""
+        first, second = (int(v) for v in np.random.SeedSequence([int(k) for k in key]).generate_state(2))
         if self.pipeline is not None:
-            self.pipeline.set_random_seed(int(np.random.SeedSequence([int(k) for k in key]).generate_state(1)[0]))
+            self.pipeline.set_random_seed(first)
+        if self.intensity is not None:
+            self.intensity.set_random_state(seed=second)
 
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Augment a batch.
@@ -69,10 +80,15 @@ class Augmenter:
             return images, masks
         out_images, out_masks = np.empty_like(images), np.empty_like(masks)
         for i in range(len(images)):
-            result = self.pipeline(image=np.ascontiguousarray(images[i].transpose(1, 2, 0)),
-                                   mask=np.ascontiguousarray(masks[i].transpose(1, 2, 0)))
-            out_images[i] = np.asarray(result["image"]).reshape(images.shape[2:] + images.shape[1:2]).transpose(2, 0, 1)
-            out_masks[i] = np.asarray(result["mask"]).reshape(masks.shape[2:] + masks.shape[1:2]).transpose(2, 0, 1)
+            image, mask = images[i], masks[i]
+            if self.pipeline is not None:
+                result = self.pipeline(image=np.ascontiguousarray(image.transpose(1, 2, 0)),
+                                       mask=np.ascontiguousarray(mask.transpose(1, 2, 0)))
+                image = np.asarray(result["image"]).reshape(images.shape[2:] + images.shape[1:2]).transpose(2, 0, 1)
+                mask = np.asarray(result["mask"]).reshape(masks.shape[2:] + masks.shape[1:2]).transpose(2, 0, 1)
+            if self.intensity is not None:
+                image = np.asarray(self.intensity({"image": np.array(image, np.float32)})["image"])
+            out_images[i], out_masks[i] = image, mask
         return out_images, out_masks
 
 

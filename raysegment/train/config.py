@@ -45,6 +45,15 @@ class AugmentConfig(_Section):
     brightness: float = Field(0.1, ge=0, description="maximal brightness change")
     contrast: float = Field(0.1, ge=0, description="maximal contrast change")
     intensity_p: float = Field(0.5, ge=0, le=1, description="probability of the intensity jitter")
+    # nnU-Net's other intensity augmentations (raysegment.train.intensity); unset adds nothing.
+    gamma: tuple[float, float] | None = Field(None, description="range of a gamma correction, e.g. [0.7, 1.5] (nnU-Net)")
+    gamma_p: float = Field(0.3, ge=0, le=1, description="probability of the gamma correction")
+    noise: float = Field(0.0, ge=0, description="maximal standard deviation of additive Gaussian noise (normalised units)")
+    noise_p: float = Field(0.1, ge=0, le=1, description="probability of the noise")
+    blur: tuple[float, float] | None = Field(None, description="range of a Gaussian blur's sigma in pixels, e.g. [0.5, 1.0]")
+    blur_p: float = Field(0.2, ge=0, le=1, description="probability of the blur")
+    low_resolution: tuple[float, float] | None = Field(None, description="range of the zoom of a simulated low-resolution scan, e.g. [0.5, 1.0]")
+    low_resolution_p: float = Field(0.25, ge=0, le=1, description="probability of the low-resolution simulation")
 
 
 class DataSection(_Section):

@@ -4,7 +4,8 @@ nnU-Net's sampling: each draw is a ``patch_size`` window of one volume, centred 
 foreground voxel for a third of the draws (``foreground_share``) so rare small structures are seen
 in most batches, anywhere in the volume otherwise. A volume smaller than the patch is padded with
 zeros. Each patch then goes through MONAI's random 3D transforms, configured from the job's
-``augment`` section: flips along every axis, rotation and scaling, and intensity jitter.
+``augment`` section: flips along every axis, rotation and scaling, and intensity jitter
+(nnU-Net's gamma, noise, blur and low resolution among them, :mod:`raysegment.train.intensity`).
 
 All of it runs in Ray Data ``flat_map`` tasks over the cached volumes, ahead of the trainer, so
 the training loop only moves ready batches to the device. Every pass over the dataset (an epoch)
@@ -18,6 +19,7 @@ import math
 import numpy as np
 
 from raysegment.train.config import AugmentConfig
+from raysegment.train.intensity import intensity_transforms
 
 #: Share of the draws centred on foreground (nnU-Net: 0.33).
 FOREGROUND_SHARE = 1 / 3
@@ -84,4 +86,5 @@ def _transform(config: AugmentConfig):
         steps.append(T.RandScaleIntensityd("image", factors=config.brightness, prob=config.intensity_p))
     if config.intensity_p > 0 and config.contrast:
         steps.append(T.RandAdjustContrastd("image", gamma=(1 - config.contrast, 1 + config.contrast), prob=config.intensity_p))
+    steps += intensity_transforms(config, dims=3)
     return T.Compose(steps) if steps else None

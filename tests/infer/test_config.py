@@ -75,3 +75,20 @@ def test_masks_of_another_post_processing_are_another_model_id():
     ids = {Plan.build(InferConfig.load(None, model="m", manifest="x", out="o", date="2026-01-01", **given), metadata).model_id
            for given in ({}, {"largest_component": True}, {"largest_component": False}, {"threshold": 0.6})}
     assert len(ids) == 3  # the checkpoint's own setting given again is the same run
+
+
+def test_a_model_retrained_in_place_is_another_model_id(tmp_path):
+    """Same architecture, same place, other weights: a re-run must not skip the old model's masks."""
+    import torch
+
+    from raysegment.infer.plan import Plan
+    from raysegment.models import ModelSpec, read_metadata, save_model
+
+    spec = ModelSpec("unet", 3, 1, {"base_channels": 4, "depth": 2})
+    config = InferConfig.load(None, model=str(tmp_path / "m"), manifest="x", out="o", date="2026-01-01")
+    ids = []
+    for seed in (0, 1, 1):
+        torch.manual_seed(seed)
+        save_model(str(tmp_path / "m"), spec.build(), spec)
+        ids.append(Plan.build(config, read_metadata(str(tmp_path / "m"))).model_id)
+    assert ids[0] != ids[1] and ids[1] == ids[2]

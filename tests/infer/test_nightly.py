@@ -90,8 +90,26 @@ def test_three_nights_new_reuploaded_and_bad_scans(ray_session, nights, tmp_path
     assert (third.found, third.new, third.exit_code) == (9, 0, 0)
     assert "No new scans" in (out / "date=2026-01-03" / "report.md").read_text()
     pd.testing.assert_frame_equal(read_ledger(config.out), ledger_before)
+    assert run_night(config, "2026-01-03").found == 9  # a re-run reports the archive the night started on, not its manifest
     retried = run_night(config.model_copy(update={"retry_failed": True}), "2026-01-04")
     assert retried.new == 3 and retried.failed == second.failed  # the bad slice's whole patient
+
+
+def test_re_running_an_earlier_night_keeps_what_a_later_night_recorded(tmp_path):
+    from raysegment.nightly.ledger import record
+
+    def night(date: str, cases: dict[str, tuple[str, str]]) -> pd.DataFrame:
+        return pd.DataFrame([{"case_id": c, "model_version": "v1", "fingerprint": f, "status": s, "date": date, "error": None}
+                             for c, (f, s) in cases.items()])
+
+    out = str(tmp_path)
+    book = record(out, read_ledger(out), night("2026-01-01", {"a": ("a1", "done"), "b": ("b1", "failed")}))
+    book = record(out, book, night("2026-01-02", {"a": ("a2", "done")}))  # a re-uploaded
+    # Night 1 again, to finish it: b is done now, and a keeps night 2's row.
+    record(out, book, night("2026-01-01", {"a": ("a1", "done"), "b": ("b1", "done")}))
+    assert read_ledger(out).set_index("case_id")[["fingerprint", "status", "date"]].to_dict("index") == {
+        "a": {"fingerprint": "a2", "status": "done", "date": "2026-01-02"},
+        "b": {"fingerprint": "b1", "status": "done", "date": "2026-01-01"}}
 
 
 def test_cli_night_without_new_scans_says_so(ray_session, nights, tmp_path):

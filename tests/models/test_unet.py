@@ -51,3 +51,18 @@ def test_skip_connections_carry_encoder_features():
     """The decoder sees the encoder feature of its own level: concatenation doubles its input."""
     model = create_model("unet", base_channels=4, depth=3)
     assert [block[0][0].in_channels for block in model.decoder] == [32, 16, 8]
+
+
+def test_without_normalisation_it_is_the_keras_unet_of_seed_004():
+    """``norm="none"``: convolutions with biases, no BatchNorm, as Ronneberger et al. and the Keras
+    ``get_unet`` of seed report 004 (jocicmarko/ultrasound-nerve-segmentation, whose model summary
+    prints 7,759,521 parameters for 1 channel in and 1 out)."""
+    model = create_model("unet", in_channels=1, classes=1, base_channels=32, depth=4, norm="none")
+    assert count_parameters(model) == 7_759_521
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    instance = create_model("unet", in_channels=3, classes=1, base_channels=4, depth=2, norm="instance")
+    assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in instance.modules())
+    assert instance(torch.zeros(2, 3, 16, 16)).shape == (2, 1, 16, 16)
+    with pytest.raises(ConfigError, match="norm must be one of"):
+        create_model("unet", base_channels=4, depth=2, norm="group")

@@ -79,7 +79,7 @@ def test_options_of_the_other_encoder_are_refused():
         create_model("unet", encoder="vgg16", encoder_weights=None, base_channels=16)
     with pytest.raises(ConfigError, match=r"unet: encoder_weights='w.pt' applies to smp/timm encoders only"):
         create_model("unet", encoder_weights="w.pt")
-    with pytest.raises(ConfigError, match=r"'decoder_channels' with the classic encoder; valid: base_channels, depth, encoder"):
+    with pytest.raises(ConfigError, match=r"'decoder_channels' with the classic encoder; valid: base_channels, depth, norm, encoder"):
         create_model("unet", decoder_channels=(8,))
     with pytest.raises(ConfigError, match=r"unetpp: unknown encoder 'resnet35'"):
         create_model("unetpp", encoder="resnet35", encoder_weights=None)

@@ -61,3 +61,46 @@ def test_disabled_is_identity():
     images, masks = _batch()
     out_images, out_masks = Augmenter(AugmentConfig(enabled=False))(images, masks)
     assert out_images is images and out_masks is masks
+
+
+NNUNET_INTENSITY = {"gamma": (0.7, 1.5), "noise": 0.1, "blur": (0.5, 1.0), "low_resolution": (0.5, 1.0)}
+
+
+def test_nnunet_intensity_transforms_change_the_image_only_and_repeat_with_the_seed():
+    images, masks = _batch()
+    images = (images - images.mean()) / images.std()  # z-scored, negative values included
+    config = AugmentConfig(hflip=0, affine_p=0, intensity_p=0, gamma_p=1.0, noise_p=1.0, blur_p=1.0, low_resolution_p=1.0, **NNUNET_INTENSITY)
+    augment = Augmenter(config)
+    assert augment.active
+    augment.seed(3)
+    out_images, out_masks = augment(images, masks)
+    np.testing.assert_array_equal(out_masks, masks)
+    assert np.isfinite(out_images).all() and not np.allclose(out_images, images)
+    # Blur and the coarser scan smooth the edges: less energy in the differences between neighbours.
+    assert np.abs(np.diff(out_images, axis=-1)).mean() < np.abs(np.diff(images, axis=-1)).mean()
+    augment.seed(3)
+    np.testing.assert_array_equal(augment(images, masks)[0], out_images)
+
+
+def test_gamma_keeps_each_images_mean_and_spread():
+    images, masks = _batch()
+    images = (images - images.mean()) / images.std()
+    out_images, _ = Augmenter(AugmentConfig(hflip=0, affine_p=0, intensity_p=0, gamma=(0.5, 0.5), gamma_p=1.0))(images, masks)
+    assert not np.allclose(out_images, images)
+    np.testing.assert_allclose(out_images.mean(axis=(1, 2, 3)), images.mean(axis=(1, 2, 3)), atol=1e-4)
+    np.testing.assert_allclose(out_images.std(axis=(1, 2, 3)), images.std(axis=(1, 2, 3)), rtol=1e-3)
+
+
+def test_3d_patches_get_the_same_intensity_transforms():
+    from raysegment.train.patches import sample_patches
+
+    rng = np.random.default_rng(0)
+    item = {"image": rng.standard_normal((1, 12, 12, 12), dtype=np.float32), "mask": np.zeros((1, 12, 12, 12), np.float32), "volume": 0}
+    plain = AugmentConfig(hflip=0, affine_p=0, intensity_p=0)
+    jittered = plain.model_copy(update={"gamma_p": 1.0, "noise_p": 1.0, "blur_p": 1.0, "low_resolution_p": 1.0, **NNUNET_INTENSITY})
+    before = sample_patches(item, [12, 12, 12], 1, augment=plain.model_dump(), seed=0)[0]
+    after = sample_patches(item, [12, 12, 12], 1, augment=jittered.model_dump(), seed=0)[0]
+    np.testing.assert_array_equal(before["image"], item["image"])
+    assert after["image"].shape == (1, 12, 12, 12) and np.isfinite(after["image"]).all()
+    assert np.abs(np.diff(after["image"], axis=-1)).mean() < np.abs(np.diff(before["image"], axis=-1)).mean()
+    np.testing.assert_array_equal(after["mask"], item["mask"])

@@ -122,7 +122,8 @@ SEEDS = {
     }, global_batch=16, unstated=("optim.epochs", "optim.optimizer", "optim.lr", "optim.weight_decay", "optim.scheduler",
                                   "optim.loss")),
     "lgg_seed001_unet": Seed("001_543ae10fe93eebde.txt", {
-        **R001, "model.name": "unet", "model.config.base_channels": 64, "model.config.depth": 4, "optim.lr": 3e-4,
+        **R001, "model.name": "unet", "model.config.base_channels": 64, "model.config.depth": 4, "model.config.norm": "none",
+        "optim.lr": 3e-4,
     }, global_batch=8, unstated=R001_UNSTATED),
     "lgg_seed001_transunet": Seed("001_543ae10fe93eebde.txt", {
         **R001, "model.name": "transunet", **VIT_B16, "optim.lr": 5e-5,
@@ -179,6 +180,7 @@ SEEDS = {
         "model.name": "unet",
         "model.config.base_channels": 32,
         "model.config.depth": 4,
+        "model.config.norm": "none",
         "optim.epochs": 100,
         "optim.optimizer": "adam",
         "optim.lr": 5e-4,
