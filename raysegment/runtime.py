@@ -111,7 +111,17 @@ def ray_init_kwargs(address: str | None = None, num_cpus: int | None = None, ver
     if address == "local":
         kwargs["num_cpus"] = num_cpus
         kwargs["include_dashboard"] = False
+        kwargs["_system_config"] = LOCAL_SYSTEM_CONFIG
     return kwargs
+
+
+#: Ray's settings for a local instance. Ray ends an idle worker process after one second once more
+#: than one per CPU exist; an inference run's predictors, decode, write and Ray Data's own tasks
+#: exceed that on a small machine, so between two tasks a worker was ended and the next one started
+#: again (Python, Ray, pandas: seconds each on 2 cores). A night of 300 LGG slices took 53 s with
+#: the default and 16 s with idle workers kept a minute (benchmarks/nightly.py, 2026-12-02). A
+#: ``ray start`` cluster takes the same value from ``RAY_idle_worker_killing_time_threshold_ms``.
+LOCAL_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
 def backend_log_level(verbose: bool | None = None) -> str | None:

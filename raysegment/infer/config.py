@@ -53,6 +53,10 @@ class InferConfig(BaseModel):
         address: Ray cluster to join; default ``RAY_ADDRESS`` or a local instance.
         case_timeout_s: seconds one case may spend in one stage (decoding, the model, writing; a
             unit of n cases gets n times that) before its worker process is ended as hung.
+        fuse: each predictor also decodes and writes its blocks (:mod:`.chain`) instead of decode
+            and write tasks beside it. None (the default): fused on a local instance whose
+            predictors use no GPU, where the tasks would only add overhead; split on a cluster (its
+            decode and write tasks scale out on their own) and on GPUs (which must not wait on storage).
         case_retries: how many more times the cases of a worker that died (out of memory, a crash
             in a decoder or the model) or hung are tried, each case alone, before they become error
             rows; the rest of the run goes on either way.
@@ -80,6 +84,7 @@ class InferConfig(BaseModel):
     address: str | None = None
     case_timeout_s: float | None = Field(1800.0, gt=0)
     case_retries: int = Field(2, ge=0)
+    fuse: bool | None = None
 
     @classmethod
     def load(cls, uri: str | None = None, *, date: str | None = None, **overrides: Any) -> InferConfig:

@@ -79,7 +79,7 @@ class Predictor:
                         error[i] = f"{batch['unit'][i]}: model failed on its slices ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
         out = {k: v for k, v in batch.items() if k != "image"}
         out.update(status=np.array(status), stage=np.array(stage), error=np.array(error),
-                   prob=_ragged(probs), predict_seconds=seconds)
+                   prob=ragged(probs), predict_seconds=seconds)
         return out
 
     def _run_group(self, rows: list[int], images, probs: list[np.ndarray], seconds: np.ndarray) -> None:
@@ -98,9 +98,9 @@ class Predictor:
             offset += count
 
 
-def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
-    """A column of differently shaped arrays (Ray Data stores it as a variable-shaped tensor)."""
-    column = np.empty(len(arrays), dtype=object)
-    for i, array in enumerate(arrays):  # slice assignment would broadcast equally shaped arrays
-        column[i] = array
+def ragged(values: list[Any]) -> np.ndarray:
+    """A column of ``values`` as they are, e.g. differently shaped arrays (Ray Data stores those as a variable-shaped tensor)."""
+    column = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):  # slice assignment would broadcast equally shaped arrays
+        column[i] = value
     return column

@@ -1,6 +1,7 @@
 """``run_inference(config)``: the Ray Data pipeline from a manifest to masks, metrics and a run summary.
 
     units -> flat_map(decode_unit) -> map_batches(Predictor, actor pool) -> flat_map(write_unit) -> case results
+    units -> map_batches(ChainPredictor: decode, predict, write; actor pool) -> case results     (fused: CPU, local)
 
 Rows are whole units (a case, or the slices of one patient volume: :mod:`.units`) and the pipeline
 streams: the driver only ever holds the small per-case result rows, and Ray Data's backpressure
@@ -29,6 +30,7 @@ import pandas as pd
 
 from raysegment import lease, storage
 from raysegment.errors import ConfigError
+from raysegment.infer.chain import ChainPredictor
 from raysegment.infer.config import InferConfig
 from raysegment.infer.decode import decode_unit
 from raysegment.infer.plan import Plan
@@ -206,7 +208,8 @@ _FIRST_PASS_RETRIES = 1
 
 def _pipeline(config: InferConfig, plan: Plan, units: pd.DataFrame, io: IoTasks, overlays: frozenset[str],
               alone: list[str] | None = None):
-    """The dataset of one pass: every one of ``units``, or only the units of the cases ``alone``, one per block.
+    """The dataset of one pass over ``units`` (or only the units of the cases ``alone``, a block each):
+    fused (:mod:`.chain`, see :func:`fused`) or split into decode tasks, predictor actors and write tasks.
 
     ``overlays``: the cases to draw (:func:`overlay_cases`, chosen from the whole manifest).
     """
@@ -214,43 +217,46 @@ def _pipeline(config: InferConfig, plan: Plan, units: pd.DataFrame, io: IoTasks,
 
     # The driver has read and validated the manifest already (fail fast, unique case ids, --limit);
     # it is small next to the scans, so Ray Data starts from it rather than listing the file again.
-    # One block per predictor call's worth of units: decode tasks then run in parallel and stream.
+    # One block per predictor call: decode tasks then run in parallel and stream.
     if alone is not None:
         lost = set(alone)
         units = units[[any(str(c["case_id"]) in lost for c in json.loads(cases)) for cases in units["cases"]]]
-    per_call = 1 if alone else units_per_call(units, config.batch_size)
+    per_call = 1 if alone else units_per_call(units, config.batch_size, config.workers)
     retries = config.case_retries - 1 if alone else _FIRST_PASS_RETRIES
-    rows = units[["unit", "cases"]]
-    blocks = [rows.iloc[i : i + per_call] for i in range(0, len(rows), per_call)]
-    ds = ray.data.from_pandas(blocks)
+    blocks = -(-len(units) // per_call)
+    # Built on the driver: from_pandas would run a Ray task per block to read its schema (3 s for 15 blocks on 2 cores).
+    ds = ray.data.from_items(units[["unit", "cases"]].to_dict(orient="records"), override_num_blocks=blocks)
     env = task_runtime_env()
-    pool = ray.data.TaskPoolStrategy(size=io.limit)
+    # No more predictors than blocks: each is a process that imports torch and loads the model
+    # (seconds) before it can take one. One unit at a time per actor when alone: a unit that kills
+    # its actor takes no other down with it.
+    predictors = dict(compute=ray.data.ActorPoolStrategy(size=min(config.workers, blocks), max_tasks_in_flight_per_actor=1 if alone else None),
+                      batch_size=per_call, num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None,
+                      runtime_env=env, max_restarts=-1, max_task_retries=retries)
     with warnings.catch_warnings():
         # Ray 2.60 takes retries and restarts only as ``**ray_remote_args``, deprecated with no named replacement yet.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
-        # GPU) predictor actors.
-        ds = ds.flat_map(partial(counted, partial(bounded, decode_unit)), fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus, runtime_env=env,
-                         max_retries=retries)
-        ds = ds.map_batches(
-            CountedPredictor,
-            fn_constructor_kwargs={"plan": plan},
-            batch_size=per_call,
-            # No more predictors than blocks: each is a process that imports torch and loads the model
-            # (seconds) before it can take one. One unit at a time per actor when alone: a unit that
-            # kills its actor takes no other down with it.
-            compute=ray.data.ActorPoolStrategy(size=min(config.workers, len(blocks)),
-                                               max_tasks_in_flight_per_actor=1 if alone else None),
-            num_cpus=config.cpus_per_worker,
-            num_gpus=config.gpus_per_worker or None,
-            runtime_env=env,
-            max_restarts=-1,
-            max_task_retries=retries,
-        )
-        ds = ds.flat_map(partial(counted, partial(bounded, write_unit)), fn_kwargs={"plan": plan, "overlays": overlays},
-                         compute=pool, num_cpus=io.cpus, runtime_env=env, max_retries=retries)
+        if fused(config):
+            ds = ds.map_batches(ChainPredictor, fn_constructor_kwargs={"plan": plan, "overlays": overlays}, **predictors)
+        else:
+            pool = ray.data.TaskPoolStrategy(size=io.limit)
+            # Resources unlike the predictor's also keep Ray Data from fusing decoding into the (one per
+            # GPU) predictor actors.
+            ds = ds.flat_map(partial(counted, partial(bounded, decode_unit)), fn_kwargs={"plan": plan}, compute=pool, num_cpus=io.cpus,
+                             runtime_env=env, max_retries=retries)
+            ds = ds.map_batches(CountedPredictor, fn_constructor_kwargs={"plan": plan}, **predictors)
+            ds = ds.flat_map(partial(counted, partial(bounded, write_unit)), fn_kwargs={"plan": plan, "overlays": overlays},
+                             compute=pool, num_cpus=io.cpus, runtime_env=env, max_retries=retries)
     ds.context.max_errored_blocks = -1  # a block whose worker died is dropped: its cases come out missing, and go again alone
     return ds
+
+
+def fused(config: InferConfig) -> bool:
+    """Whether each predictor also decodes and writes (:mod:`.chain`): ``config.fuse``, or by default
+    on a local instance whose predictors use no GPU."""
+    if config.fuse is not None:
+        return config.fuse
+    return not config.gpus_per_worker and local_resources(config.address) is not None
 
 
 @dataclass(frozen=True)
@@ -324,6 +330,7 @@ def _finish(config: InferConfig, plan: Plan, results: list[dict], seconds: float
         "run_id": facts["run_id"],
         "model": {"uri": plan.model_uri, "id": plan.model_id, "classes": list(plan.class_names), "version": facts["version"]},
         "postprocess": plan.postprocess,
+        "pipeline": "fused" if fused(config) else "split",
         "config": config.model_dump(),
         "started": facts["started"],
         "finished": _now(),

@@ -41,10 +41,21 @@ def group_units(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(units, columns=["unit", "cases", "slices"])
 
 
-def units_per_call(units: pd.DataFrame, batch_size: int) -> int:
-    """Units per predictor call, so that a call holds about ``batch_size`` slices (at least one unit)."""
-    per_unit = float(units["slices"].median()) if len(units) else 1.0
-    return max(1, int(batch_size // max(per_unit, 1.0)))
+#: Slices a block should hold at least. Each block costs a Ray task per stage (tens of milliseconds
+#: on 2 cores), as much as segmenting ten 32 px LGG slices: blocks of one such patient each made
+#: the overhead the pipeline's main cost (benchmarks/nightly.py, 2026-12-02).
+MIN_BLOCK_SLICES = 64
+#: Blocks each predictor should get at least, so a small run still keeps every predictor busy to the end.
+BLOCKS_PER_PREDICTOR = 4
+
+
+def units_per_call(units: pd.DataFrame, batch_size: int, predictors: int = 1) -> int:
+    """Units per block (one predictor call): about ``max(batch_size, MIN_BLOCK_SLICES)`` slices, at
+    least one unit, and small enough that each of ``predictors`` gets ``BLOCKS_PER_PREDICTOR`` blocks."""
+    per_unit = max(float(units["slices"].median()) if len(units) else 1.0, 1.0)
+    wanted = int(max(batch_size, MIN_BLOCK_SLICES) // per_unit)
+    spread = -(-len(units) // (BLOCKS_PER_PREDICTOR * max(predictors, 1)))
+    return max(1, min(wanted, spread))
 
 
 def _slices(case: dict[str, Any]) -> int:

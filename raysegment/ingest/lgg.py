@@ -24,7 +24,7 @@ def discover(src: str, **_) -> Discovery:
     images: dict[tuple[str, int], str] = {}
     masks: dict[tuple[str, int], str] = {}
     for uri in storage.list_files(src):
-        name, folder = storage.basename(uri), storage.basename(storage.parent(uri))
+        folder, name = uri.rsplit("/", 2)[-2:]  # listed URIs are normalised already: no per-file normalize (archives hold 10^5 files)
         if not name.lower().endswith((".tif", ".tiff")):
             continue  # data.csv, README and other side files
         match, patient_dir = SLICE_FILE.match(name), PATIENT_DIR.match(folder)

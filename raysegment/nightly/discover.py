@@ -21,7 +21,7 @@ def fingerprint(uris: list[str], stats: dict[str, tuple[int, int]]) -> str:
     """A digest of the files' sizes and modification times; a file missing from ``stats`` counts as absent."""
     digest = hashlib.sha256()
     for uri in sorted(uris):
-        size, mtime = stats.get(storage.normalize(uri), (-1, -1))
+        size, mtime = stats.get(uri) or stats.get(storage.normalize(uri), (-1, -1))  # listed URIs need no normalising
         digest.update(f"{uri}\0{size}\0{mtime}\n".encode())
     return digest.hexdigest()[:32]
 

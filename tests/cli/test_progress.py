@@ -223,6 +223,7 @@ def test_verbose_option_sets_the_levels_init_ray_passes(monkeypatch, restore_ver
     kwargs = runtime.ray_init_kwargs(num_cpus=2)
     assert kwargs["logging_level"] == "WARNING" and kwargs["log_to_driver"] is False and kwargs["configure_logging"] is True
     assert kwargs["address"] == "local" and kwargs["num_cpus"] == 2
+    assert kwargs["_system_config"] == runtime.LOCAL_SYSTEM_CONFIG  # idle workers kept: no restart between tasks
     assert runtime.backend_log_level() == "fatal"  # hides the core worker's false alarm about actor arguments
     monkeypatch.setenv("RAY_BACKEND_LOG_LEVEL", "debug")
     assert runtime.backend_log_level() is None  # the user's own choice stands

@@ -59,6 +59,20 @@ def test_metrics_match_a_dice_computed_by_hand(reference_run, lgg):
     assert set(metrics["model_id"]) == {reference_run["result"].run["model"]["id"]}
 
 
+def test_split_pipeline_writes_what_the_fused_one_does(reference_run, tmp_path):
+    """A local CPU run fuses decoding and writing into its predictors; a GPU or cluster run splits them into tasks."""
+    assert reference_run["result"].run["pipeline"] == "fused"
+    out = str(tmp_path / "split")
+    split = run_inference(reference_run["config"].model_copy(update={"out": out, "fuse": False}))
+    assert split.run["pipeline"] == "split" and (split.done, split.failed) == (12, 0)
+    reference, again = _masks(reference_run["out"]), _masks(out)
+    assert again.keys() == reference.keys() and all(np.array_equal(again[k], reference[k]) for k in reference)
+    columns = ["case_id", "class", "dice", "foreground_ml", "model_id"]
+    metrics = [pd.read_parquet(os.path.join(o, "metrics.parquet"))[columns].sort_values("case_id", ignore_index=True)
+               for o in (reference_run["out"], out)]
+    pd.testing.assert_frame_equal(*metrics)
+
+
 def test_rerun_redoes_only_cases_that_are_not_verifiably_complete(reference_run, tmp_path):
     out = str(tmp_path / "out")
     shutil.copytree(reference_run["out"], out)

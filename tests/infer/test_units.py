@@ -36,7 +36,12 @@ def test_slices_of_a_volume_form_one_unit_in_slice_order():
     assert list(units["unit"]) == ["volume p1", "case lone", "case p1"]  # a case named like a volume stays apart
     assert [[c["case_id"] for c in json.loads(cases)] for cases in units["cases"]] == [["p1_1", "p1_2", "p1_3"], ["lone"], ["p1"]]
     assert list(units["slices"]) == [3, 1, 6]
-    assert units_per_call(units, 16) == 5 and units_per_call(units, 2) == 1
+    many = pd.concat([units] * 40, ignore_index=True)  # 120 units, 3 slices each (median)
+    assert units_per_call(many, 16) == 21  # 64 slices per block, not a batch's 16
+    assert units_per_call(many, 128) == 30  # a batch's 128 slices would leave fewer than 4 blocks
+    assert units_per_call(many, 16, predictors=8) == 4  # 30 blocks: 4 per predictor (rounded down)
+    assert units_per_call(units, 16) == 1  # 3 units: a block each
+    assert units_per_call(many.assign(slices=155), 16) == 1  # one volume is a block
 
 
 @pytest.fixture
