@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    parser.add_argument("--split", action="store_true", help="decode and write tasks beside the predictors, as on a cluster or GPUs")
     parser.add_argument("--amp", choices=["none", "bf16", "fp16"], default="none", help="bf16 for the GPU figures")
     args = parser.parse_args()
 
@@ -168,14 +169,14 @@ def main() -> None:
         result = run_inference(InferConfig(model=model, manifest=manifest, out=os.path.join(root, "out"),
                                            batch_size=args.batch_size, workers=args.workers,
                                            cpus_per_worker=args.cpus_per_worker, amp=args.amp,
-                                           gpus_per_worker=1 if gpu else 0),
+                                           gpus_per_worker=1 if gpu else 0, fuse=False if args.split else None),
                                on_case=lambda row, _: finished.append((time.perf_counter() - start, int(row["slices"]))))
         ray = rates(finished)
         figures = gpu_figures(model, args.size, ray, bare, args.amp) if gpu else {"device": "cpu"}
     print(json.dumps({**figures,
         "benchmark": "infer_throughput", "kind": args.kind, "cases": result.cases, "slices": result.slices,
         "size": args.size, "base_channels": args.base_channels, "batch_size": args.batch_size, "workers": args.workers,
-        "cpus_per_worker": args.cpus_per_worker,        "raysegment": ray, "bare_torch": bare,
+        "cpus_per_worker": args.cpus_per_worker, "pipeline": result.run["pipeline"], "raysegment": ray, "bare_torch": bare,
         "ratio": round(ray["slices_per_s"] / bare["slices_per_s"], 3),
         "steady_ratio": round(ray["steady_slices_per_s"] / bare["steady_slices_per_s"], 3),
         "cpus": os.cpu_count(), "machine": platform.machine(),

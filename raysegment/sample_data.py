@@ -61,6 +61,18 @@ def _write_array(uri: str, writer: Callable[[str], None]) -> None:
         writer(tmp)
 
 
+def _lgg_number(p: int) -> str:
+    """The 4 characters of patient ``p``'s TCGA id: 7000-9999, then A000-ZZZZ (base 36), so archives
+    of more than 3,000 patients keep the layout's ``TCGA_XX_NNNN`` form."""
+    if p < 3000:
+        return f"{7000 + p}"
+    q, digits = p - 3000 + 10 * 36**3, ""
+    for _ in range(4):
+        q, r = divmod(q, 36)
+        digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r] + digits
+    return digits
+
+
 @GENERATORS.register("lgg")
 def make_lgg(out: str, patients: int = 8, slices: int = 10, size: int = 128, seed: int = 0, **_) -> SampleInfo:
     """Kaggle LGG layout: one folder per patient of RGB TIFF slices and 0/255 TIFF masks."""
@@ -72,8 +84,8 @@ def make_lgg(out: str, patients: int = 8, slices: int = 10, size: int = 128, see
     csv_rows = ["Patient,RNASeqCluster,MethylationCluster,death01"]
     for p in range(patients):
         institution = ["CS", "DU", "EZ", "FG", "HT"][p % 5]
-        patient = f"TCGA_{institution}_{7000 + p:04d}"
-        folder = f"{patient}_{(datetime.date(1995, 1, 1) + datetime.timedelta(days=97 * p)):%Y%m%d}"
+        patient = f"TCGA_{institution}_{_lgg_number(p)}"
+        folder = f"{patient}_{(datetime.date(1995, 1, 1) + datetime.timedelta(days=97 * (p % 3000))):%Y%m%d}"
         csv_rows.append(f"{patient},{p % 4 + 1},{p % 5 + 1},{p % 2}")
         center = rng.uniform(0.35, 0.65, size=2) * size
         radii = rng.uniform(0.08, 0.16, size=2) * size

@@ -93,3 +93,14 @@ def test_empty_folder_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["ingest", "lgg", str(tmp_path), "--out", str(tmp_path / "m.parquet")])
     assert result.exit_code == 2
     assert "no lgg cases found" in result.output
+
+
+def test_sample_archives_of_any_size_keep_unique_tcga_patient_ids():
+    """Benchmark archives hold tens of thousands of patients; past 3,000 the ids go on in base 36 (A000...)."""
+    from raysegment.ingest.lgg import PATIENT_DIR
+    from raysegment.sample_data import _lgg_number
+
+    numbers = [_lgg_number(p) for p in range(60_000)]
+    assert numbers[0] == "7000" and numbers[2999] == "9999" and numbers[3000] == "A000"
+    assert len(set(numbers)) == 60_000
+    assert all(PATIENT_DIR.match(f"TCGA_CS_{n}_19950101") for n in numbers)
