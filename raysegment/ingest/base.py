@@ -51,6 +51,9 @@ class IngestResult:
     labels: dict[str, list[int]] | None = None
 
 
+#: ``discover(src, files=None, **options) -> Discovery``. ``files``: the URIs below ``src`` when the
+#: caller has listed them already (the nightly's discovery lists an archive once for its
+#: fingerprints); an importer that lists ``src`` itself uses them instead.
 IMPORTERS: Registry[Callable[..., Discovery]] = Registry("dataset importer")
 
 

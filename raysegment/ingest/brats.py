@@ -33,10 +33,10 @@ def _role(case: str, name: str) -> str | None:
 
 
 @IMPORTERS.register("brats")
-def discover(src: str, **_) -> Discovery:
+def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     found = Discovery()
     by_case: dict[str, list[str]] = defaultdict(list)
-    for uri in storage.list_files(src):
+    for uri in storage.list_files(src) if files is None else files:
         folder = storage.basename(storage.parent(uri))
         if CASE_DIR.match(folder) and NIFTI.search(uri):
             by_case[folder].append(uri)

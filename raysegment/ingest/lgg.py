@@ -19,11 +19,11 @@ CHANNELS = ["pre-contrast", "flair", "post-contrast"]
 
 
 @IMPORTERS.register("lgg")
-def discover(src: str, **_) -> Discovery:
+def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     found = Discovery()
     images: dict[tuple[str, int], str] = {}
     masks: dict[tuple[str, int], str] = {}
-    for uri in storage.list_files(src):
+    for uri in storage.list_files(src) if files is None else files:
         folder, name = uri.rsplit("/", 2)[-2:]  # listed URIs are normalised already: no per-file normalize (archives hold 10^5 files)
         if not name.lower().endswith((".tif", ".tiff")):
             continue  # data.csv, README and other side files

@@ -32,9 +32,9 @@ def _patient_key(uri: str) -> str:
 
 
 @IMPORTERS.register("lv")
-def discover(src: str, **_) -> Discovery:
+def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     found = Discovery()
-    files = storage.list_files(src)
+    files = storage.list_files(src) if files is None else files
     by_folder: dict[str, dict[str, dict[str, str]]] = {}
     for uri in files:
         name = storage.basename(uri)

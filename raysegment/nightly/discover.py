@@ -36,10 +36,10 @@ def discover(archive: str, kind: str) -> pd.DataFrame:
     """
     from raysegment.ingest import IMPORTERS
 
-    found = IMPORTERS.get(kind)(archive)
+    stats = storage.file_stats(archive)  # one listing: the importer's files and the fingerprints' sizes and times
+    found = IMPORTERS.get(kind)(archive, files=sorted(stats))
     if not found.rows:
         raise RaySegmentError(f"{archive}: no {kind} scans found ({'; '.join(found.problems[:3]) or 'empty prefix'})")
-    stats = storage.file_stats(archive)
     rows = [{**{k: v for k, v in row.items() if k != "fixed_split"}, "split": "unlabeled"} for row in found.rows]
     table = mf.to_table(pd.DataFrame(rows).sort_values("case_id", ignore_index=True)).to_pandas()
     files = [list(images) + ([mask] if isinstance(mask, str) else []) for images, mask in zip(table["image_uris"], table["mask_uri"])]
