@@ -87,10 +87,10 @@ def validate(table: pa.Table, uri: str = "manifest") -> pa.Table:
     duplicated = df["case_id"][df["case_id"].duplicated()]
     if len(duplicated):
         raise ManifestError(f"{uri}: duplicate case_id {duplicated.iloc[0]!r}")
-    bad = set(df["split"]) - set(SPLITS)
+    bad = set(df["split"].unique()) - set(SPLITS)  # unique() first: iterating an Arrow-backed column is slow
     if bad:
         raise ManifestError(f"{uri}: unknown split values {sorted(bad)}; valid: {list(SPLITS)}")
-    bad = set(df["level"]) - set(LEVELS)
+    bad = set(df["level"].unique()) - set(LEVELS)
     if bad:
         raise ManifestError(f"{uri}: unknown level values {sorted(bad)}; valid: {list(LEVELS)}")
     labeled = df[df["split"] != "unlabeled"]

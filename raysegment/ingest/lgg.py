@@ -23,12 +23,16 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     found = Discovery()
     images: dict[tuple[str, int], str] = {}
     masks: dict[tuple[str, int], str] = {}
+    patients: dict[str, str | None] = {}  # folder -> patient id (None: not a patient folder); one match per folder, not per file
     for uri in storage.list_files(src) if files is None else files:
         folder, name = uri.rsplit("/", 2)[-2:]  # listed URIs are normalised already: no per-file normalize (archives hold 10^5 files)
         if not name.lower().endswith((".tif", ".tiff")):
             continue  # data.csv, README and other side files
-        match, patient_dir = SLICE_FILE.match(name), PATIENT_DIR.match(folder)
-        if not patient_dir:
+        if folder not in patients:
+            patient_dir = PATIENT_DIR.match(folder)
+            patients[folder] = patient_dir["patient"] if patient_dir else None
+        match = SLICE_FILE.match(name)
+        if patients[folder] is None:
             found.problems.append(f"{uri}: TIFF outside a TCGA_XX_NNNN_YYYYMMDD patient folder, left out")
         elif not match or match["stem"] != folder:
             found.problems.append(f"{uri}: name does not follow {folder}_<k>[_mask].tif, left out")
@@ -42,7 +46,7 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
         found.rows.append(
             {
                 "case_id": f"{folder}_{k}",
-                "patient_id": PATIENT_DIR.match(folder)["patient"],
+                "patient_id": patients[folder],
                 "dataset": "lgg",
                 "level": "slice",
                 "image_uris": [images[(folder, k)]],
