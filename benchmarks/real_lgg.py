@@ -14,6 +14,7 @@ all test patients, beside the published figures:
 
     python benchmarks/real_lgg.py --data ../shared/data/lgg/kaggle_3m                      # CPU development setting
     python benchmarks/real_lgg.py --data DIR --full --gpus-per-worker 1                    # the recipe as written
+    python benchmarks/real_lgg.py --data DIR --only-folds 0 --set optim.ema=0.98 --out X   # a method change, same folds and seeds
 
 Prints one JSON line (and writes it to OUT/result.json). Re-running with the same ``--out`` resumes:
 finished folds are neither trained nor evaluated again.
@@ -47,13 +48,14 @@ def run_fold(args, manifest, fold: int, out: str) -> dict:
     """Train the recipe on one fold and score its test patients with and without post-processing."""
     from raysegment.evaluate import evaluate
     from raysegment.train import load_config, train
-    from raysegment.train.config import apply_overrides
+    from raysegment.train.config import apply_overrides, parse_set
 
     overrides = {"out": os.path.join(out, f"fold{fold}"), "data.manifest": manifest, "optim.seed": args.seed,
                  "scaling.workers": args.workers, "scaling.cpus_per_worker": args.cpus_per_worker,
                  "scaling.gpus_per_worker": args.gpus_per_worker}
     if not args.full:
         overrides.update({"optim.epochs": args.epochs, "model.config.base_channels": args.base_channels})
+    overrides.update(parse_set(args.set))  # a method change measured against the recipe, same folds and seeds
     job = load_config(RECIPE, overrides, image_size=None if args.full else args.image_size)
     # The recipe's batch is the global one: data-parallel workers split it.
     job = apply_overrides(job, {"optim.batch_size": max(1, job.optim.batch_size // args.workers)})
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=float, default=0.5)
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the recipe, as `raysegment train --set` does (e.g. optim.ema=0.98)")
     parser.add_argument("--report-only", action="store_true", help="report the finished folds of --only-folds from OUT, training nothing")
     args = parser.parse_args()
 
@@ -131,6 +135,7 @@ def main() -> None:
     line = {
         "benchmark": "real_lgg",
         "setting": "full" if args.full else "cpu-development",
+        "overrides": args.set,
         "recipe": {"image_size": config.data.preprocess.steps[-1]["size"], "model": config.model.name, **config.model.config,
                    "epochs": config.optim.epochs, "loss": config.optim.loss, "optimizer": config.optim.optimizer, "lr": config.optim.lr,
                    "scheduler": config.optim.scheduler},

@@ -132,10 +132,11 @@ def train_func_per_worker(config: dict) -> None:
     # fp16 needs loss scaling against gradient underflow; bf16 has float32's range and does not.
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype(opt.amp, device) is torch.float16)
 
+    average = weight_average(getattr(model, "module", model), opt.ema)
     progress = Progress()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            progress = load_state(directory, model, optimizer, schedule, scaler)
+            progress = load_state(directory, model, optimizer, schedule, scaler, average)
 
     logger = TensorBoardLogger(config["run_uri"]) if rank == 0 and job.tracking.tensorboard else None
     train_shard = ray.train.get_dataset_shard("train")
@@ -172,18 +173,21 @@ def train_func_per_worker(config: dict) -> None:
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
+            if average is not None:
+                average.update_parameters(getattr(model, "module", model))
             last = outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
             train.add(loss, terms, last.float(), masks)
             batch_progress.step(epoch, len(masks))
             mark = time.perf_counter()
         train_time = time.perf_counter() - started
         train_metrics, _ = train.summary("train")
+        judged = getattr(model, "module", model) if average is None else average.module  # the weights the checkpoint will hold
         if job.data.preprocess.dims == 3:
-            val_metrics = validate_volumes(getattr(model, "module", model), loss_fn, val_shard, job.data.preprocess.patch_size,
+            val_metrics = validate_volumes(judged, loss_fn, val_shard, job.data.preprocess.patch_size,
                                            opt.batch_size, device, exclusive, autocast, rank, world, config["val_volumes"],
                                            postprocess, class_names)
         else:
-            val_metrics = validate(getattr(model, "module", model), loss_fn, val_shard, opt.batch_size, device, exclusive,
+            val_metrics = validate(judged, loss_fn, val_shard, opt.batch_size, device, exclusive,
                                    autocast, rank, world, config["val_volumes"], postprocess, class_names)
         schedule.step_epoch(val_metrics[job.checkpoint.monitor])
         metrics = {"epoch": epoch, **train_metrics, **val_metrics, "lr": optimizer.param_groups[0]["lr"],
@@ -195,7 +199,7 @@ def train_func_per_worker(config: dict) -> None:
         metrics["best_score"] = progress.best_dice
         if logger is not None:
             logger.log(metrics, epoch)
-        report(metrics, model, optimizer, schedule, scaler, progress, rank)
+        report(metrics, model, optimizer, schedule, scaler, progress, rank, average)
     if logger is not None:
         logger.close()
 
@@ -231,6 +235,20 @@ class PatientStats:
 
 
 @torch.no_grad()
+def weight_average(module: torch.nn.Module, decay: float | None):
+    """An exponential moving average of ``module``'s weights and BatchNorm statistics (``optim.ema``), or None.
+
+    A short schedule's final weights depend on its last few batches, and a handful of validation
+    patients is too noisy a judge to pick a better epoch (README, "Accuracy on real scans"):
+    averaging the weights over the last steps (Polyak averaging, timm's ModelEma) smooths both.
+    """
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocast, rank, world, num_volumes: int,
              postprocess: PostprocessConfig, class_names: list[str]) -> dict[str, float]:
     """Validation loss, and the scores of the post-processed masks: pooled over voxels and per patient.
@@ -320,13 +338,13 @@ def validation_scores(losses: LossMeter, counts: torch.Tensor, empty: torch.Tens
     return out
 
 
-def report(metrics, model, optimizer, schedule, scaler, progress: Progress, rank: int) -> None:
+def report(metrics, model, optimizer, schedule, scaler, progress: Progress, rank: int, average=None) -> None:
     """Every worker reports; rank 0 attaches the checkpoint (saved into a temporary directory)."""
     import ray.train
 
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if rank == 0:
-            save_state(directory, model, optimizer, schedule, scaler, progress)
+            save_state(directory, model, optimizer, schedule, scaler, progress, average)
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{progress.epoch:04d}")

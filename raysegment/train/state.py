@@ -3,7 +3,9 @@
 A Ray Train checkpoint of raysegment is a directory with
 
 * ``state.pt``: model weights (wrapper prefixes removed), optimizer, scheduler and grad-scaler
-  state, and the :class:`Progress` counters;
+  state, and the :class:`Progress` counters. With a weight average (``optim.ema``), ``model`` holds
+  the average (what the checkpoint stands for: exports, evaluation and inference load it) and
+  ``trained`` the weights as trained, with ``averaged_steps``, to resume both;
 * ``history.json``: one metrics dict per finished epoch, so a restarted or resumed run continues
   the same history and the driver can write ``history.parquet`` from the last checkpoint alone.
 
@@ -58,19 +60,22 @@ class Progress:
         return improved
 
 
-def save_state(directory: str, model, optimizer, schedule, scaler, progress: Progress) -> None:
-    """Write ``state.pt`` and ``history.json`` into a local directory."""
+def save_state(directory: str, model, optimizer, schedule, scaler, progress: Progress, average=None) -> None:
+    """Write ``state.pt`` and ``history.json`` into a local directory.
+
+    ``average``: the run's :class:`torch.optim.swa_utils.AveragedModel` (``optim.ema``), or None.
+    """
     counters = {k: v for k, v in asdict(progress).items() if k != "history"}
-    torch.save(
-        {
-            "model": {k: v.detach().cpu() for k, v in strip_wrapper_prefixes(model.state_dict()).items()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": schedule.state_dict(),
-            "scaler": scaler.state_dict(),
-            "progress": counters,
-        },
-        os.path.join(directory, STATE_FILE),
-    )
+    state = {
+        "model": _weights(model if average is None else average.module),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": schedule.state_dict(),
+        "scaler": scaler.state_dict(),
+        "progress": counters,
+    }
+    if average is not None:
+        state.update(trained=_weights(model), averaged_steps=int(average.n_averaged))
+    torch.save(state, os.path.join(directory, STATE_FILE))
     with open(os.path.join(directory, HISTORY_FILE), "w") as f:
         json.dump(progress.history, f)
 
@@ -80,11 +85,21 @@ def read_history(directory: str) -> list[dict]:
         return json.load(f)
 
 
-def load_state(directory: str, model, optimizer, schedule, scaler) -> Progress:
-    """Restore everything :func:`save_state` wrote; ``model`` may be DDP-wrapped."""
+def load_state(directory: str, model, optimizer, schedule, scaler, average=None) -> Progress:
+    """Restore everything :func:`save_state` wrote; ``model`` may be DDP-wrapped.
+
+    A checkpoint written without a weight average starts ``average`` from its weights.
+    """
     state = torch.load(os.path.join(directory, STATE_FILE), map_location="cpu", weights_only=True)
-    getattr(model, "module", model).load_state_dict(state["model"])
+    getattr(model, "module", model).load_state_dict(state.get("trained", state["model"]))
+    if average is not None:
+        average.module.load_state_dict(state["model"])
+        average.n_averaged.fill_(state.get("averaged_steps", 0))
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
     return Progress(**state["progress"], history=read_history(directory))
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in strip_wrapper_prefixes(model.state_dict()).items()}
