@@ -15,6 +15,8 @@ from raysegment.ingest.base import IMPORTERS, Discovery
 
 PATIENT_DIR = re.compile(r"^(?P<patient>TCGA_[A-Z0-9]{2}_[A-Z0-9]{4})_(?P<date>\d{8})$")
 SLICE_FILE = re.compile(r"^(?P<stem>.+)_(?P<k>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
+#: A patient folder and one of its slices or masks, named as the layout says (``SLICE_FILE``'s case aside).
+SLICE_PATH = re.compile(r"(?P<folder>TCGA_[A-Z0-9]{2}_[A-Z0-9]{4}_\d{8})/(?P=folder)_(?P<k>\d+)(?P<mask>_mask)?\.(?i:tiff?)")
 CHANNELS = ["pre-contrast", "flair", "post-contrast"]
 
 
@@ -23,26 +25,33 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     found = Discovery()
     images: dict[tuple[str, int], str] = {}
     masks: dict[tuple[str, int], str] = {}
-    patients: dict[str, str | None] = {}  # folder -> patient id (None: not a patient folder); one match per folder, not per file
     for uri in storage.list_files(src) if files is None else files:
-        folder, name = uri.rsplit("/", 2)[-2:]  # listed URIs are normalised already: no per-file normalize (archives hold 10^5 files)
-        if not name.lower().endswith((".tif", ".tiff")):
-            continue  # data.csv, README and other side files
-        if folder not in patients:
-            patient_dir = PATIENT_DIR.match(folder)
-            patients[folder] = patient_dir["patient"] if patient_dir else None
-        match = SLICE_FILE.match(name)
-        if patients[folder] is None:
-            found.problems.append(f"{uri}: TIFF outside a TCGA_XX_NNNN_YYYYMMDD patient folder, left out")
-        elif not match or match["stem"] != folder:
-            found.problems.append(f"{uri}: name does not follow {folder}_<k>[_mask].tif, left out")
+        # Archives hold 10^5 files: one match over the last two parts of the (already normalised)
+        # URI takes the usual file; anything else goes the long way, which says what is wrong.
+        usual = SLICE_PATH.fullmatch(uri, uri.rfind("/", 0, uri.rfind("/")) + 1)
+        if usual:
+            folder, k, mask = usual.group("folder", "k", "mask")
         else:
-            (masks if match["mask"] else images)[(folder, int(match["k"]))] = uri
+            folder, name = uri.rsplit("/", 2)[-2:]
+            if not name.lower().endswith((".tif", ".tiff")):
+                continue  # data.csv, README and other side files
+            match = SLICE_FILE.match(name)
+            if not PATIENT_DIR.match(folder):
+                found.problems.append(f"{uri}: TIFF outside a TCGA_XX_NNNN_YYYYMMDD patient folder, left out")
+                continue
+            if not match or match["stem"] != folder:
+                found.problems.append(f"{uri}: name does not follow {folder}_<k>[_mask].tif, left out")
+                continue
+            k, mask = match["k"], match["mask"]
+        (masks if mask else images)[(folder, int(k))] = uri
     for key in sorted(images.keys() - masks.keys()):
         found.problems.append(f"{images[key]}: image without a mask, left out")
     for key in sorted(masks.keys() - images.keys()):
         found.problems.append(f"{masks[key]}: mask without an image, left out")
+    patients: dict[str, str] = {}  # folder -> patient id, one match per folder
     for folder, k in sorted(images.keys() & masks.keys()):
+        if folder not in patients:
+            patients[folder] = PATIENT_DIR.match(folder)["patient"]
         found.rows.append(
             {
                 "case_id": f"{folder}_{k}",
