@@ -301,9 +301,8 @@ def file_stats(uri: str, recursive: bool = True) -> dict[str, tuple[int, int]]:
     uri = normalize(uri)
     infos = _info(uri, below=True, recursive=recursive)
     prefix = "s3://" if is_s3(uri) else ""
-    # is_file, not type == FileType.File: building the enum per entry was a fifth of the cost at 10^5 files.
     return {f"{prefix}{info.path}": (info.size, info.mtime_ns or 0) for info in infos
-            if info.is_file and not info.base_name.startswith(".tmp-")}
+            if info.type == pafs.FileType.File and not info.base_name.startswith(".tmp-")}
 
 
 def remove_stale_temporaries(uri: str, older_than_s: float = 3600.0) -> int:
