@@ -4,8 +4,8 @@ and a resumed run goes on averaging where it stopped."""
 from __future__ import annotations
 
 import torch
-
 from fixtures_data import JOBS_DIR, assert_resumed, tiny_job
+
 from raysegment.models import load_model
 from raysegment.train import apply_overrides, train
 from raysegment.train.config import OptimSection
