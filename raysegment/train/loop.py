@@ -234,7 +234,6 @@ class PatientStats:
         return counts.to(device), empty.to(device)
 
 
-@torch.no_grad()
 def weight_average(module: torch.nn.Module, decay: float | None):
     """An exponential moving average of ``module``'s weights and BatchNorm statistics (``optim.ema``), or None.
 
@@ -249,6 +248,7 @@ def weight_average(module: torch.nn.Module, decay: float | None):
     return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+@torch.no_grad()
 def validate(model, loss_fn, shard, batch_size, device, exclusive: bool, autocast, rank, world, num_volumes: int,
              postprocess: PostprocessConfig, class_names: list[str]) -> dict[str, float]:
     """Validation loss, and the scores of the post-processed masks: pooled over voxels and per patient.
