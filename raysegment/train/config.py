@@ -97,7 +97,8 @@ class OptimSection(_Section):
     min_delta: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(None, gt=0)
     ema: float | None = Field(None, gt=0, lt=1, description="decay per step of an exponential moving average of the weights "
-                              "(e.g. 0.999): validation, checkpoints and exported models use the average; null: the weights as trained")
+                              "(0.99 averages over about the last 100 steps): validation, checkpoints and exported models use the "
+                              "average; null: the weights as trained")
     seed: int = 0
 
 
