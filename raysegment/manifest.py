@@ -75,6 +75,14 @@ def to_table(df: pd.DataFrame) -> pa.Table:
     return validate(pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False))
 
 
+def conform(table: pa.Table) -> pa.Table:
+    """An Arrow table of manifest rows with exactly ``SCHEMA`` (missing optional columns null), validated."""
+    for field in SCHEMA:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(len(table), field.type))
+    return validate(table.select(SCHEMA.names).cast(SCHEMA))
+
+
 def validate(table: pa.Table, uri: str = "manifest") -> pa.Table:
     """Check a manifest against the schema and its invariants; raise ManifestError naming the problem."""
     missing = [c for c in REQUIRED if c not in table.column_names]

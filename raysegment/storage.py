@@ -29,6 +29,8 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from raysegment.errors import StorageError
@@ -290,19 +292,22 @@ def _info(uri: str, below: bool = False, recursive: bool = True):
 
 def list_files(uri: str, recursive: bool = True) -> list[str]:
     """URIs of the files below ``uri``, sorted; hidden temporaries of unfinished writes are left out."""
-    return sorted(file_stats(uri, recursive))
+    return listing(uri, recursive)["uri"].to_pylist()
 
 
-def file_stats(uri: str, recursive: bool = True) -> dict[str, tuple[int, int]]:
-    """``{uri: (size, modification time in ns)}`` of the files below ``uri`` (S3: LastModified), from one listing.
+def listing(uri: str, recursive: bool = True) -> pa.Table:
+    """``uri``, ``size`` and ``mtime_ns`` (S3: LastModified) of the files below ``uri``, sorted by URI, from one listing.
 
-    Hidden temporaries of unfinished writes are left out.
+    Hidden temporaries of unfinished writes are left out. Built column-wise: archives hold 10^5
+    files, and a Python object per file is most of what listing them costs.
     """
     uri = normalize(uri)
-    infos = _info(uri, below=True, recursive=recursive)
+    infos = [info for info in _info(uri, below=True, recursive=recursive) if info.type == pafs.FileType.File]
     prefix = "s3://" if is_s3(uri) else ""
-    return {f"{prefix}{info.path}": (info.size, info.mtime_ns or 0) for info in infos
-            if info.type == pafs.FileType.File and not info.base_name.startswith(".tmp-")}
+    files = pa.table({"uri": pa.array([f"{prefix}{info.path}" for info in infos], pa.string()),
+                      "size": pa.array([info.size for info in infos], pa.int64()),
+                      "mtime_ns": pa.array([info.mtime_ns or 0 for info in infos], pa.int64())})
+    return files.filter(pc.invert(pc.match_substring_regex(files["uri"], r"/\.tmp-[^/]*$"))).sort_by("uri")
 
 
 def remove_stale_temporaries(uri: str, older_than_s: float = 3600.0) -> int:

@@ -41,6 +41,9 @@ def test_round_trip_bytes_and_listing(root):
     assert listed == ["x.bin", "y.bin"]
     assert [storage.basename(u) for u in storage.list_files(storage.join(root, "a"), recursive=False)] == ["x.bin"]
     assert [storage.basename(u) for u in storage.list_dirs(storage.join(root, "a"))] == ["b"]
+    files = storage.listing(storage.join(root, "a")).to_pydict()
+    assert files["uri"] == storage.list_files(storage.join(root, "a")) and files["size"] == [5, 5]
+    assert all(abs(t / 1e9 - time.time()) < 600 for t in files["mtime_ns"])  # the write's own time (S3: LastModified)
     storage.delete(storage.join(root, "a", "x.bin"))
     storage.delete(storage.join(root, "a", "x.bin"))  # deleting twice is not an error
     assert not storage.exists(storage.join(root, "a", "x.bin"))

@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from raysegment import manifest as mf
 from raysegment.errors import RaySegmentError
@@ -24,7 +25,8 @@ class Discovery:
 
     Attributes:
         rows: manifest rows (without ``split`` and ``has_foreground``; a ``fixed_split`` key keeps
-            a split the layout itself decides, e.g. LV ``test/``).
+            a split the layout itself decides, e.g. LV ``test/``): dicts, or one Arrow table with
+            those columns from importers whose layouts run to 10^5 files, built column-wise.
         problems: one line per file that was left out or needed a guess, for the summary.
         labels: foreground label definitions ``{name: values}`` the dataset declares (see
             :mod:`.labels`); checked against the label files and stored in the manifest.
@@ -32,10 +34,20 @@ class Discovery:
             the label files are named ``label_<value>``. None: the importer says nothing about labels.
     """
 
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] | pa.Table = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     labels: dict[str, list[int]] | None = None
     labels_from: str | None = None
+
+    def records(self) -> list[dict]:
+        return self.rows.to_pylist() if isinstance(self.rows, pa.Table) else self.rows
+
+    def table(self, split: str) -> pa.Table:
+        """The rows as a validated manifest table, every case in ``split`` (the layout's own split dropped)."""
+        if isinstance(self.rows, pa.Table):
+            rows = self.rows.drop_columns([c for c in ("fixed_split",) if c in self.rows.column_names])
+            return mf.conform(rows.append_column("split", pa.array([split] * len(rows), pa.string())))
+        return mf.to_table(pd.DataFrame(self.rows).drop(columns="fixed_split", errors="ignore").assign(split=split))
 
 
 class DatasetError(RaySegmentError):
@@ -94,11 +106,11 @@ def ingest(kind: str, src: str, out: str | None = None, split: SplitConfig = Spl
     which label values occur. A case whose mask cannot be read is reported and left out.
     """
     found = IMPORTERS.get(kind)(src, **options)
-    problems = list(found.problems)
+    problems, records = list(found.problems), found.records()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        checked = list(pool.map(partial(_foreground, values=found.labels_from is not None), found.rows))
+        checked = list(pool.map(partial(_foreground, values=found.labels_from is not None), records))
     rows, seen = [], {}
-    for row, (facts, values, problem) in zip(found.rows, checked):
+    for row, (facts, values, problem) in zip(records, checked):
         if problem:
             problems.append(f"{problem} (case {row['case_id']} left out)")
             continue

@@ -3,27 +3,48 @@
 A case's fingerprint hashes the size and modification time of each of its files (on S3 the
 LastModified that every upload renews), all taken from one recursive listing of the archive: no
 scan is opened to decide whether it is new, so finding tonight's cases among many nights' worth of
-processed ones costs one listing and one read of the ledger.
+processed ones costs one listing and one read of the ledger. Archives hold 10^5 cases, so all of it
+runs column-wise in Arrow but the one SHA-256 per case.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from raysegment import manifest as mf
 from raysegment import storage
 from raysegment.errors import RaySegmentError
 
 
-def fingerprint(uris: list[str], stats: dict[str, tuple[int, int]]) -> str:
-    """A digest of the files' sizes and modification times; a file missing from ``stats`` counts as absent."""
-    lines = []
-    for uri in sorted(uris):
-        size, mtime = stats.get(uri) or stats.get(storage.normalize(uri), (-1, -1))  # listed URIs need no normalising
-        lines.append(f"{uri}\0{size}\0{mtime}\n")
-    return hashlib.sha256("".join(lines).encode()).hexdigest()[:32]
+def fingerprints(cases: pa.Table, listing: pa.Table) -> list[str]:
+    """One digest per row of ``cases`` over its image and mask files' sizes and modification times.
+
+    ``listing`` is :func:`raysegment.storage.listing`'s table; a file missing from it counts as
+    absent (size and time -1). A case's digest is SHA-256 of ``uri\\0size\\0mtime\\n`` for each of its
+    files in URI order.
+    """
+    images = cases["image_uris"].combine_chunks()
+    masks = cases["mask_uri"].combine_chunks()
+    files = pa.table({
+        "row": np.concatenate([pc.list_parent_indices(images).to_numpy(), np.flatnonzero(masks.is_valid().to_numpy(zero_copy_only=False))]),
+        "uri": pa.concat_arrays([pc.list_flatten(images), masks.drop_null()]),
+    })
+    files = files.append_column("key", files["uri"])
+    unlisted = pc.invert(pc.is_in(files["uri"], listing["uri"]))
+    if pc.any(unlisted).as_py():  # importers that build URIs from a dataset's own description: compare them normalised
+        keys = [storage.normalize(uri) if miss else uri for uri, miss in zip(files["uri"].to_pylist(), unlisted.to_pylist())]
+        files = files.set_column(2, "key", pa.array(keys, pa.string()))
+    files = files.join(listing.rename_columns(["key", "size", "mtime_ns"]), "key", join_type="left outer")
+    files = files.sort_by([("row", "ascending"), ("uri", "ascending")])
+    lines = pc.binary_join_element_wise(files["uri"], pc.cast(pc.fill_null(files["size"], -1), pa.string()),
+                                        pc.cast(pc.fill_null(files["mtime_ns"], -1), pa.string()), "\0")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(files["row"].to_numpy(), minlength=len(cases)))]).astype(np.int32)
+    per_case = pc.binary_join(pa.ListArray.from_arrays(offsets, lines.combine_chunks()), "\n").to_pylist()
+    return [hashlib.sha256(f"{text}\n".encode()).hexdigest()[:32] for text in per_case]
 
 
 def discover(archive: str, kind: str) -> pd.DataFrame:
@@ -36,14 +57,10 @@ def discover(archive: str, kind: str) -> pd.DataFrame:
     """
     from raysegment.ingest import IMPORTERS
 
-    stats = storage.file_stats(archive)  # one listing: the importer's files and the fingerprints' sizes and times
-    found = IMPORTERS.get(kind)(archive, files=sorted(stats))
-    if not found.rows:
+    listing = storage.listing(archive)  # one listing: the importer's files and the fingerprints' sizes and times
+    found = IMPORTERS.get(kind)(archive, files=listing["uri"].to_pylist())
+    if not len(found.rows):
         raise RaySegmentError(f"{archive}: no {kind} scans found ({'; '.join(found.problems[:3]) or 'empty prefix'})")
-    # Fingerprinted from the importer's plain rows: archives hold 10^5 cases, and iterating the
-    # Arrow-backed columns of the table costs more than the hashing.
-    rows = sorted(found.rows, key=lambda row: row["case_id"])
-    prints = [fingerprint(list(row["image_uris"]) + ([row["mask_uri"]] if isinstance(row.get("mask_uri"), str) else []), stats)
-              for row in rows]
-    table = mf.to_table(pd.DataFrame(rows).drop(columns="fixed_split", errors="ignore").assign(split="unlabeled")).to_pandas()
-    return table.assign(fingerprint=prints)
+    cases = found.table("unlabeled").sort_by("case_id")
+    pandas_types = {pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}  # as a manifest read back has them
+    return cases.to_pandas(types_mapper=pandas_types.get).assign(fingerprint=fingerprints(cases, listing))

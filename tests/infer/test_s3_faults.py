@@ -45,7 +45,8 @@ def night(s3_server, s3_bucket, lgg, monkeypatch):
 
 
 def _objects(bucket_uri: str) -> dict[str, int]:
-    return {uri: size for uri, (size, _) in storage.file_stats(bucket_uri).items()}
+    files = storage.listing(bucket_uri)
+    return dict(zip(files["uri"].to_pylist(), files["size"].to_pylist()))
 
 
 def test_a_night_through_faults_loses_nothing_writes_nothing_twice_and_counts_its_retries(night, s3_bucket, ray_session):

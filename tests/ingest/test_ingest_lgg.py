@@ -104,3 +104,29 @@ def test_sample_archives_of_any_size_keep_unique_tcga_patient_ids():
     assert numbers[0] == "7000" and numbers[2999] == "9999" and numbers[3000] == "A000"
     assert len(set(numbers)) == 60_000
     assert all(PATIENT_DIR.match(f"TCGA_CS_{n}_19950101") for n in numbers)
+
+
+def test_names_off_the_usual_pattern_pair_by_number_and_the_later_duplicate_wins(tmp_path):
+    """The column-wise pass takes files named exactly as the layout says; the rest take the long way.
+
+    Both kinds pair by (folder, slice number): an upper-case ``_MASK.TIF``, a zero-padded number
+    and two names of one slice (the later in the listing is kept, as a re-upload's would be).
+    """
+    from raysegment.ingest import IMPORTERS
+
+    folder = tmp_path / "kaggle_3m" / "TCGA_CS_4941_19960909"
+    folder.mkdir(parents=True)
+    names = ["_1.tif", "_1_mask.tif", "_2.tif", "_2_MASK.TIF", "_03.tif", "_3_mask.tif", "_10.tif", "_10_mask.tif",
+             "_01.tif", "_11.tif"]
+    for name in names:
+        (folder / f"{folder.name}{name}").write_bytes(b"")
+    (folder / "notes.txt").write_bytes(b"")
+    found = IMPORTERS.get("lgg")(str(tmp_path / "kaggle_3m"))
+    rows = {row["case_id"]: row for row in found.records()}
+    assert sorted(rows) == [f"{folder.name}_{k}" for k in (1, 10, 2, 3)]
+    assert rows[f"{folder.name}_1"]["image_uris"] == [str(folder / f"{folder.name}_1.tif")]  # listed after _01.tif
+    assert rows[f"{folder.name}_2"]["mask_uri"] == str(folder / f"{folder.name}_2_MASK.TIF")
+    assert rows[f"{folder.name}_3"]["image_uris"] == [str(folder / f"{folder.name}_03.tif")]
+    assert {row["slice_index"] for row in rows.values()} == {0, 1, 2, 9}
+    assert {row["patient_id"] for row in rows.values()} == {"TCGA_CS_4941"}
+    assert found.problems == [f"{folder / folder.name}_11.tif: image without a mask, left out"]
