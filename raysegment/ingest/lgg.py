@@ -47,17 +47,21 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
         else:
             for column, value in zip(other, (index, uri, folder, int(match["k"]), bool(match["mask"]))):
                 other[column].append(value)
-    files_ = pa.concat_tables([usual, pa.table(other, schema=usual.schema)])
+    listed = pa.concat_tables([usual, pa.table(other, schema=usual.schema)])
+    # Paired on integer codes of (folder, slice number): hash joins over 10^5 string keys cost an
+    # archive's worth of memory again.
+    codes = pc.binary_join_element_wise(listed["folder"], pc.cast(listed["k"], pa.string()), "_").combine_chunks().dictionary_encode().indices
+    codes, is_mask, index = codes.to_numpy(), listed["is_mask"].to_numpy(), listed["index"].to_numpy()
     # Two names of one slice (``_1.tif`` and ``_01.TIF``): the later in the listing is kept, as a re-upload would be.
-    latest = files_.group_by(["folder", "k", "is_mask"]).aggregate([("index", "max")])["index_max"]
-    files_ = files_.filter(pc.is_in(files_["index"], latest))
-    images = files_.filter(pc.invert(files_["is_mask"])).select(["folder", "k", "uri"])
-    masks = files_.filter(files_["is_mask"]).select(["folder", "k", "uri"]).rename_columns(["folder", "k", "mask_uri"])
+    order = np.lexsort((index, is_mask, codes))
+    last_of_kind = np.append((np.diff(codes[order]) != 0) | (np.diff(is_mask[order].astype(np.int8)) != 0), True)
+    latest = order[last_of_kind[: len(order)]]
+    images, masks = latest[~is_mask[latest]], latest[is_mask[latest]]  # each in code order
+    paired_images, paired_masks = np.isin(codes[images], codes[masks]), np.isin(codes[masks], codes[images])
     by_key = [("folder", "ascending"), ("k", "ascending")]
-    for lonely, without in ((images.join(masks, ["folder", "k"], join_type="left anti"), "image without a mask"),
-                            (masks.join(images, ["folder", "k"], join_type="left anti"), "mask without an image")):
-        found.problems += [f"{uri}: {without}, left out" for uri in lonely.sort_by(by_key).column(2).to_pylist()]
-    pairs = images.join(masks, ["folder", "k"], join_type="inner").sort_by(by_key)
+    for lonely, without in ((images[~paired_images], "image without a mask"), (masks[~paired_masks], "mask without an image")):
+        found.problems += [f"{uri}: {without}, left out" for uri in listed.take(lonely).sort_by(by_key)["uri"].to_pylist()]
+    pairs = listed.take(images[paired_images]).append_column("mask_uri", listed["uri"].take(masks[paired_masks])).sort_by(by_key)
     folders, k = pairs["folder"], pairs["k"]
     offsets = np.arange(len(pairs) + 1, dtype=np.int32)
     found.rows = pa.table({

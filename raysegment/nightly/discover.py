@@ -33,15 +33,15 @@ def fingerprints(cases: pa.Table, listing: pa.Table) -> list[str]:
         "row": np.concatenate([pc.list_parent_indices(images).to_numpy(), np.flatnonzero(masks.is_valid().to_numpy(zero_copy_only=False))]),
         "uri": pa.concat_arrays([pc.list_flatten(images), masks.drop_null()]),
     })
-    files = files.append_column("key", files["uri"])
-    unlisted = pc.invert(pc.is_in(files["uri"], listing["uri"]))
+    keys = files["uri"]
+    unlisted = pc.invert(pc.is_in(keys, listing["uri"]))
     if pc.any(unlisted).as_py():  # importers that build URIs from a dataset's own description: compare them normalised
-        keys = [storage.normalize(uri) if miss else uri for uri, miss in zip(files["uri"].to_pylist(), unlisted.to_pylist())]
-        files = files.set_column(2, "key", pa.array(keys, pa.string()))
-    files = files.join(listing.rename_columns(["key", "size", "mtime_ns"]), "key", join_type="left outer")
+        keys = pa.array([storage.normalize(uri) if miss else uri for uri, miss in zip(keys.to_pylist(), unlisted.to_pylist())], pa.string())
+    position = pc.index_in(keys, value_set=listing["uri"])  # a lookup, not a join: a join's hash table costs an archive's memory
+    files = files.append_column("size", pc.fill_null(listing["size"].take(position), -1))
+    files = files.append_column("mtime_ns", pc.fill_null(listing["mtime_ns"].take(position), -1))
     files = files.sort_by([("row", "ascending"), ("uri", "ascending")])
-    lines = pc.binary_join_element_wise(files["uri"], pc.cast(pc.fill_null(files["size"], -1), pa.string()),
-                                        pc.cast(pc.fill_null(files["mtime_ns"], -1), pa.string()), "\0")
+    lines = pc.binary_join_element_wise(files["uri"], pc.cast(files["size"], pa.string()), pc.cast(files["mtime_ns"], pa.string()), "\0")
     offsets = np.concatenate([[0], np.cumsum(np.bincount(files["row"].to_numpy(), minlength=len(cases)))]).astype(np.int32)
     per_case = pc.binary_join(pa.ListArray.from_arrays(offsets, lines.combine_chunks()), "\n").to_pylist()
     return [hashlib.sha256(f"{text}\n".encode()).hexdigest()[:32] for text in per_case]

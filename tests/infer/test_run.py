@@ -132,3 +132,16 @@ def test_local_decode_and_write_each_get_half_the_cpus_the_predictors_leave(tmp_
     assert io_tasks(config(workers=1, cpus_per_worker=0.25)) == IoTasks(cpus=0.5, limit=1)
     # A cluster's autoscaler adds CPUs for whatever is queued: no cap there.
     assert io_tasks(config(address="ray://head:10001")) == IoTasks(cpus=0.5, limit=None)
+
+
+def test_metrics_table_has_a_row_per_case_and_class_in_case_order_with_or_without_ground_truth():
+    from raysegment.infer.run import metrics_table
+
+    records = [{"case_id": "b", "foreground_ml": {"wt": 1.0, "tc": 2.0}, "inference_seconds": 0.1, "model_id": "m"},  # no ground truth
+               {"case_id": "a", "foreground_ml": {"wt": 3.0, "tc": 0.5}, "inference_seconds": 0.2, "model_id": "m",
+                "metrics": [{"class": "tc", "dice": 0.5, "hd95": None}, {"class": "wt", "dice": 0.7, "hd95": 3.0}]}]
+    table = metrics_table(json.dumps(r) for r in records)
+    assert list(table.columns) == ["case_id", "class", "dice", "hd95", "foreground_ml", "inference_seconds", "model_id"]
+    assert table[["case_id", "class", "foreground_ml"]].values.tolist() == [["a", "wt", 3.0], ["a", "tc", 0.5], ["b", "wt", 1.0], ["b", "tc", 2.0]]
+    assert table["dice"].tolist()[:2] == [0.7, 0.5] and table["dice"].iloc[2:].isna().all()
+    assert list(metrics_table([]).columns) == ["case_id", "class", "foreground_ml", "inference_seconds", "model_id"]
