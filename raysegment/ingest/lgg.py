@@ -23,6 +23,8 @@ SLICE_FILE = re.compile(r"^(?P<stem>.+)_(?P<k>\d+)(?P<mask>_mask)?\.tiff?$", re.
 USUAL_END = r"^(?P<k>\d+)(?P<mask>_mask)?\.(?i:tiff?)$"
 FOLDER_LENGTH = len("TCGA_XX_NNNN_YYYYMMDD")
 CHANNELS = ["pre-contrast", "flair", "post-contrast"]
+#: A slice's or mask's file: its position in the listing, URI, patient folder, slice number and kind.
+_COLUMNS = pa.schema([("index", pa.int64()), ("uri", pa.string()), ("folder", pa.string()), ("k", pa.int64()), ("is_mask", pa.bool_())])
 
 
 @IMPORTERS.register("lgg")
@@ -30,10 +32,16 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     found = Discovery()
     uris = pa.array(storage.list_files(src) if files is None else files, pa.string())
     usual = _usual(uris)
-    # Anything else goes the long way, which says what is wrong.
+    listed = pa.concat_tables([usual, _the_long_way(uris, usual["index"], found.problems)])
+    found.rows = _rows(_pairs(listed, found.problems))
+    return found
+
+
+def _the_long_way(uris: pa.Array, usual: pa.Array, problems: list[str]) -> pa.Table:
+    """The ``_COLUMNS`` of the other files that are slices or masks; a problem line for each TIFF that is not."""
     unusual = np.ones(len(uris), dtype=bool)
-    unusual[usual["index"].to_numpy()] = False
-    other: dict[str, list] = {"index": [], "uri": [], "folder": [], "k": [], "is_mask": []}
+    unusual[usual.to_numpy()] = False
+    found: dict[str, list] = {"index": [], "uri": [], "folder": [], "k": [], "is_mask": []}
     for index in np.flatnonzero(unusual):
         uri = uris[index].as_py()
         folder, name = ["", *uri.rsplit("/", 2)][-2:]
@@ -41,15 +49,22 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
             continue  # data.csv, README and other side files
         match = SLICE_FILE.match(name)
         if not PATIENT_DIR.match(folder):
-            found.problems.append(f"{uri}: TIFF outside a TCGA_XX_NNNN_YYYYMMDD patient folder, left out")
+            problems.append(f"{uri}: TIFF outside a TCGA_XX_NNNN_YYYYMMDD patient folder, left out")
         elif not match or match["stem"] != folder:
-            found.problems.append(f"{uri}: name does not follow {folder}_<k>[_mask].tif, left out")
+            problems.append(f"{uri}: name does not follow {folder}_<k>[_mask].tif, left out")
         else:
-            for column, value in zip(other, (index, uri, folder, int(match["k"]), bool(match["mask"]))):
-                other[column].append(value)
-    listed = pa.concat_tables([usual, pa.table(other, schema=usual.schema)])
-    # Paired on integer codes of (folder, slice number): hash joins over 10^5 string keys cost an
-    # archive's worth of memory again.
+            for column, value in zip(found, (int(index), uri, folder, int(match["k"]), bool(match["mask"]))):
+                found[column].append(value)
+    return pa.table(found, schema=_COLUMNS)
+
+
+def _pairs(listed: pa.Table, problems: list[str]) -> pa.Table:
+    """``folder``, ``k``, ``uri`` and ``mask_uri`` of each slice with both files, by folder and slice number; a
+    problem line for each file without its partner.
+
+    Paired on integer codes of (folder, slice number): hash joins over 10^5 string keys would cost
+    an archive's worth of memory again.
+    """
     codes = pc.binary_join_element_wise(listed["folder"], pc.cast(listed["k"], pa.string()), "_").combine_chunks().dictionary_encode().indices
     codes, is_mask, index = codes.to_numpy(), listed["is_mask"].to_numpy(), listed["index"].to_numpy()
     # Two names of one slice (``_1.tif`` and ``_01.TIF``): the later in the listing is kept, as a re-upload would be.
@@ -60,11 +75,16 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
     paired_images, paired_masks = np.isin(codes[images], codes[masks]), np.isin(codes[masks], codes[images])
     by_key = [("folder", "ascending"), ("k", "ascending")]
     for lonely, without in ((images[~paired_images], "image without a mask"), (masks[~paired_masks], "mask without an image")):
-        found.problems += [f"{uri}: {without}, left out" for uri in listed.take(lonely).sort_by(by_key)["uri"].to_pylist()]
-    pairs = listed.take(images[paired_images]).append_column("mask_uri", listed["uri"].take(masks[paired_masks])).sort_by(by_key)
+        problems += [f"{uri}: {without}, left out" for uri in listed.take(lonely).sort_by(by_key)["uri"].to_pylist()]
+    pairs = listed.take(images[paired_images]).append_column("mask_uri", listed["uri"].take(masks[paired_masks]))
+    return pairs.sort_by(by_key)
+
+
+def _rows(pairs: pa.Table) -> pa.Table:
+    """Manifest rows, built column-wise: archives hold 10^5 slices, and a dict per row costs more than the rest."""
     folders, k = pairs["folder"], pairs["k"]
     offsets = np.arange(len(pairs) + 1, dtype=np.int32)
-    found.rows = pa.table({
+    return pa.table({
         "case_id": pc.binary_join_element_wise(folders, pc.cast(k, pa.string()), "_"),
         "patient_id": pc.utf8_slice_codeunits(folders, 0, len("TCGA_XX_NNNN")),  # every folder matched PATIENT_DIR
         "dataset": pa.repeat("lgg", len(pairs)),
@@ -76,11 +96,10 @@ def discover(src: str, files: list[str] | None = None, **_) -> Discovery:
         "volume_id": folders,
         "format": pa.repeat("tiff", len(pairs)),
     })
-    return found
 
 
 def _usual(uris: pa.Array) -> pa.Table:
-    """``index``, ``uri``, ``folder``, ``k`` and ``is_mask`` of the files named exactly as the layout says.
+    """The ``_COLUMNS`` of the files named exactly as the layout says.
 
     Column-wise, in Arrow: archives hold 10^5 files, and a Python step per file is most of what
     finding their cases costs.
@@ -96,4 +115,5 @@ def _usual(uris: pa.Array) -> pa.Table:
     end = end.filter(ok)
     index = pc.cast(index.filter(ok), pa.int64())
     return pa.table({"index": index, "uri": uris.take(index), "folder": folder.filter(ok),
-                     "k": pc.cast(pc.struct_field(end, "k"), pa.int64()), "is_mask": pc.not_equal(pc.struct_field(end, "mask"), "")})
+                     "k": pc.cast(pc.struct_field(end, "k"), pa.int64()), "is_mask": pc.not_equal(pc.struct_field(end, "mask"), "")},
+                    schema=_COLUMNS)
