@@ -18,9 +18,9 @@ from raysegment import storage
 from raysegment.ingest.base import IMPORTERS, Discovery
 
 PATIENT_DIR = re.compile(r"^(?P<patient>TCGA_[A-Z0-9]{2}_[A-Z0-9]{4})_(?P<date>\d{8})$")
-SLICE_FILE = re.compile(r"^(?P<stem>.+)_(?P<k>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
+SLICE_FILE = re.compile(r"^(?P<stem>.+)_(?P<k>\d{1,9})(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)  # k fits the int64 column
 #: What follows ``<folder>_`` in the name of a slice or mask named as the layout says (``SLICE_FILE``'s case aside).
-USUAL_END = r"^(?P<k>\d+)(?P<mask>_mask)?\.(?i:tiff?)$"
+USUAL_END = r"^(?P<k>\d{1,9})(?P<mask>_mask)?\.(?i:tiff?)$"
 FOLDER_LENGTH = len("TCGA_XX_NNNN_YYYYMMDD")
 CHANNELS = ["pre-contrast", "flair", "post-contrast"]
 #: A slice's or mask's file: its position in the listing, URI, patient folder, slice number and kind.
@@ -41,7 +41,7 @@ def _the_long_way(uris: pa.Array, usual: pa.Array, problems: list[str]) -> pa.Ta
     """The ``_COLUMNS`` of the other files that are slices or masks; a problem line for each TIFF that is not."""
     unusual = np.ones(len(uris), dtype=bool)
     unusual[usual.to_numpy()] = False
-    found: dict[str, list] = {"index": [], "uri": [], "folder": [], "k": [], "is_mask": []}
+    found: dict[str, list] = {name: [] for name in _COLUMNS.names}
     for index in np.flatnonzero(unusual):
         uri = uris[index].as_py()
         folder, name = ["", *uri.rsplit("/", 2)][-2:]

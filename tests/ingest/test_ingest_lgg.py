@@ -117,7 +117,7 @@ def test_names_off_the_usual_pattern_pair_by_number_and_the_later_duplicate_wins
     folder = tmp_path / "kaggle_3m" / "TCGA_CS_4941_19960909"
     folder.mkdir(parents=True)
     names = ["_1.tif", "_1_mask.tif", "_2.tif", "_2_MASK.TIF", "_03.tif", "_3_mask.tif", "_10.tif", "_10_mask.tif",
-             "_01.tif", "_11.tif"]
+             "_01.tif", "_11.tif", "_12345678901234567890.tif"]
     for name in names:
         (folder / f"{folder.name}{name}").write_bytes(b"")
     (folder / "notes.txt").write_bytes(b"")
@@ -129,4 +129,5 @@ def test_names_off_the_usual_pattern_pair_by_number_and_the_later_duplicate_wins
     assert rows[f"{folder.name}_3"]["image_uris"] == [str(folder / f"{folder.name}_03.tif")]
     assert {row["slice_index"] for row in rows.values()} == {0, 1, 2, 9}
     assert {row["patient_id"] for row in rows.values()} == {"TCGA_CS_4941"}
-    assert found.problems == [f"{folder / folder.name}_11.tif: image without a mask, left out"]
+    assert found.problems == [f"{folder / folder.name}_12345678901234567890.tif: name does not follow {folder.name}_<k>[_mask].tif, left out",
+                              f"{folder / folder.name}_11.tif: image without a mask, left out"]
