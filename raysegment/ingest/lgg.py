@@ -65,7 +65,7 @@ def _pairs(listed: pa.Table, problems: list[str]) -> pa.Table:
     Paired on integer codes of (folder, slice number): hash joins over 10^5 string keys would cost
     an archive's worth of memory again.
     """
-    codes = pc.binary_join_element_wise(listed["folder"], pc.cast(listed["k"], pa.string()), "_").combine_chunks().dictionary_encode().indices
+    codes = _case_ids(listed).combine_chunks().dictionary_encode().indices
     codes, is_mask, index = codes.to_numpy(), listed["is_mask"].to_numpy(), listed["index"].to_numpy()
     # Two names of one slice (``_1.tif`` and ``_01.TIF``): the later in the listing is kept, as a re-upload would be.
     order = np.lexsort((index, is_mask, codes))
@@ -85,7 +85,7 @@ def _rows(pairs: pa.Table) -> pa.Table:
     folders, k = pairs["folder"], pairs["k"]
     offsets = np.arange(len(pairs) + 1, dtype=np.int32)
     return pa.table({
-        "case_id": pc.binary_join_element_wise(folders, pc.cast(k, pa.string()), "_"),
+        "case_id": _case_ids(pairs),
         "patient_id": pc.utf8_slice_codeunits(folders, 0, len("TCGA_XX_NNNN")),  # every folder matched PATIENT_DIR
         "dataset": pa.repeat("lgg", len(pairs)),
         "level": pa.repeat("slice", len(pairs)),
@@ -96,6 +96,11 @@ def _rows(pairs: pa.Table) -> pa.Table:
         "volume_id": folders,
         "format": pa.repeat("tiff", len(pairs)),
     })
+
+
+def _case_ids(files: pa.Table) -> pa.ChunkedArray:
+    """``<folder>_<k>`` of each row: the case a slice's image and mask share (``_01`` and ``_1`` alike)."""
+    return pc.binary_join_element_wise(files["folder"], pc.cast(files["k"], pa.string()), "_")
 
 
 def _usual(uris: pa.Array) -> pa.Table:
